@@ -1,0 +1,302 @@
+"""The Back-Projection Pipeline (BPP), as rebuilt in ``shared/docs/BPP_SPEC.md``.
+
+Levels are indexed 0 (lowest resolution, H/2^(L-1)) to L-1 (the input
+resolution). Data flow:
+
+    image -> Scalers (pyramid X_l) -> Analysis (states h_l, down-projections p_l)
+          -> D x FluxBlock (levels 1..L-1 updated bottom-up, level 0 fixed)
+          -> Synthesis (residual image added to the input)
+
+Each FluxUnit holds Upscale P_l (IN -> ReLU -> stride-2 transposed conv of
+``concat[h_{l-1}, p_l]``) and Downscale R_l (stride-2 conv of h_l). The same
+``FluxUnit`` methods are the vector field of the continuous-time model
+(``bppjax.models.ode``), so the architecture exists once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bppjax.models.layers import Conv, ConvUp, NormReLU, dirac_init
+
+Array = jax.Array
+
+#: Matlab imresize(., 0.5) bicubic taps (Keys a=-0.5 at half rate) in a 9-box.
+BICUBIC_HALF_TAPS = np.array(
+    [0, -0.01171875, -0.03515625, 0.11328125, 0.43359375, 0.43359375, 0.11328125, -0.03515625, -0.01171875],
+    dtype=np.float32,
+)
+
+DOWN_PROJECTIONS = ("carried", "eq2")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+REMATS = ("none", "block")
+
+
+def _bicubic_scaler_init(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
+    del key
+    k2 = np.outer(BICUBIC_HALF_TAPS, BICUBIC_HALF_TAPS)
+    return jnp.broadcast_to(jnp.asarray(k2, dtype)[:, :, None, None], shape)
+
+
+class Scaler(nn.Module):
+    """Learnable x1/2 downscaler: depthwise 9x9, stride 2, reflect padding 4, bicubic init."""
+
+    channels: int = 3
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel = self.param("kernel", _bicubic_scaler_init, (9, 9, 1, self.channels))
+        xp = jnp.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
+        return jax.lax.conv_general_dilated(
+            xp,
+            kernel.astype(x.dtype),
+            (2, 2),
+            "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=self.channels,
+        )[:, : x.shape[1] // 2, : x.shape[2] // 2]
+
+
+class Analysis(nn.Module):
+    """Single linear convs lifting the pyramid to states h_l and down-projections p_l."""
+
+    features: Sequence[int]
+    with_projections: bool = True
+    dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, pyramid: Sequence[Array]) -> tuple[list[Array], list[Array | None]]:
+        conv = lambda c, name: Conv(c, dtype=self.dtype, kernel_init=self.kernel_init, name=name)  # noqa: E731
+        h = [conv(c, f"h_{l}")(x) for l, (c, x) in enumerate(zip(self.features, pyramid))]
+        p: list[Array | None] = [None]
+        for l in range(1, len(self.features)):
+            p.append(conv(self.features[l - 1], f"p_{l}")(pyramid[l - 1]) if self.with_projections else None)
+        return h, p
+
+
+class Downscale(nn.Module):
+    """R_l: stride-2 3x3 conv from level l (C_l) to level l-1 (C_{l-1})."""
+
+    features: int
+    dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, h: Array) -> Array:
+        return Conv(self.features, stride=2, dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(h)
+
+
+class Upscale(nn.Module):
+    """P_l: ReLU(IN(concat[h_{l-1}, p_l])) -> stride-2 transposed conv to C_l channels."""
+
+    features: int
+    instance_norm: bool = True
+    freeze: bool = False
+    dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, h_lower: Array, p: Array) -> Array:
+        u = jnp.concatenate([h_lower.astype(self.dtype), p.astype(self.dtype)], axis=-1)
+        u = NormReLU(self.instance_norm, self.freeze, name="act")(u)
+        return ConvUp(self.features, dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(u)
+
+
+class FluxUnit(nn.Module):
+    """The flux unit of level l >= 1 in one block: h_l += P_l(h_{l-1}, p_l); p_l = R_l(h_l).
+
+    ``update`` is the vector field term dh_l/dt, ``project`` the down-projection;
+    ``__call__`` composes them as the discrete network does.
+    """
+
+    features: int  # C_l
+    lower_features: int  # C_{l-1}
+    with_downscale: bool = True
+    instance_norm: bool = True
+    freeze: bool = False
+    dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    def setup(self):
+        self.upscale = Upscale(self.features, self.instance_norm, self.freeze, self.dtype, self.kernel_init)
+        if self.with_downscale:
+            self.downscale = Downscale(self.lower_features, self.dtype, self.kernel_init)
+
+    def update(self, h_lower: Array, p: Array) -> Array:
+        """P_l(p_l, h_{l-1}): the residual added to h_l."""
+        return self.upscale(h_lower, p)
+
+    def project(self, h: Array) -> Array:
+        """R_l(h_l): the down-projection read by the next block."""
+        return self.downscale(h)
+
+    def __call__(self, h_lower: Array, h: Array, p: Array | None, eq2: bool = False) -> tuple[Array, Array | None, Array]:
+        if eq2:
+            p = self.project(h)
+        dh = self.update(h_lower, p)
+        h = h + dh.astype(h.dtype)
+        p_next = self.project(h) if (self.with_downscale and not eq2) else None
+        return h, p_next, dh
+
+
+class FluxBlock(nn.Module):
+    """One depth step t: flux units of levels 1..L-1 in order (Gauss-Seidel in scale)."""
+
+    features: Sequence[int]
+    last: bool = False
+    eq2: bool = False
+    instance_norm: bool = True
+    freeze: bool = False
+    dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, h: Sequence[Array], p: Sequence[Array | None]):
+        h, p = list(h), list(p)
+        updates = [jnp.zeros((), jnp.float32)]  # level 0 never moves
+        for l in range(1, len(self.features)):
+            unit = FluxUnit(
+                self.features[l],
+                self.features[l - 1],
+                with_downscale=self.eq2 or not self.last,
+                instance_norm=self.instance_norm,
+                freeze=self.freeze,
+                dtype=self.dtype,
+                kernel_init=self.kernel_init,
+                name=f"unit_{l}",
+            )
+            h[l], p[l], dh = unit(h[l - 1], h[l], p[l], eq2=self.eq2)
+            updates.append(jnp.sqrt(jnp.sum(jnp.square(dh.astype(jnp.float32)), axis=(1, 2, 3))))
+        self.sow("intermediates", "update_norms", jnp.stack([jnp.broadcast_to(u, updates[-1].shape) for u in updates]))
+        return tuple(h), tuple(p)
+
+
+class Synthesis(nn.Module):
+    """Residual image from the top state, added to the input: Y = X + Conv(h_top)."""
+
+    @nn.compact
+    def __call__(self, h_top: Array, x: Array) -> Array:
+        init = nn.initializers.variance_scaling(0.01, "fan_in", "truncated_normal")
+        r = Conv(x.shape[-1], use_bias=True, dtype=h_top.dtype, kernel_init=init, name="conv")(h_top)
+        return x + r.astype(x.dtype)
+
+
+def validate_input(x: Any, multiple: int = 1, min_size: int = 1) -> None:
+    """Raise a clear ValueError for inputs the network cannot take (rank, channels, NaN/Inf)."""
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) != 4:
+        raise ValueError(f"BPP input must be a batch of images shaped (B, H, W, 3); got shape {shape}")
+    if shape[-1] != 3:
+        raise ValueError(f"BPP input must have 3 (RGB) channels in the last axis; got shape {tuple(shape)}")
+    if min(shape[1], shape[2]) < min_size:
+        raise ValueError(f"BPP input of size {shape[1]}x{shape[2]} is too small; this model needs at least {min_size}x{min_size}")
+    if not isinstance(x, jax.core.Tracer) and not bool(np.all(np.isfinite(np.asarray(x, dtype=np.float32)))):
+        raise ValueError("BPP input contains NaN or Inf values")
+
+
+class BPP(nn.Module):
+    """The Back-Projection Pipeline.
+
+    Attributes:
+      features: channels per level, lowest resolution first (paper: 256, 128, 64, 48).
+      depth: number of flux blocks D (paper: 16).
+      instance_norm: IN before each ReLU; off means Dirac init plus Gaussian noise.
+      down_projection: "carried" (analysis p, R after each update, none in the last
+        block) or "eq2" (R recomputed at the start of every unit, Eq. 2 literally).
+      dtype: compute dtype; parameters stay float32.
+      remat: "none" or "block" (``jax.checkpoint`` around each flux block).
+      dirac_noise: std of the noise added to Dirac kernels when IN is off.
+      freeze: LinearScope mode (see ``NormReLU``).
+    """
+
+    features: Sequence[int] = (256, 128, 64, 48)
+    depth: int = 16
+    instance_norm: bool = True
+    down_projection: str = "carried"
+    dtype: Any = jnp.float32
+    remat: str = "none"
+    dirac_noise: float = 1e-3
+    freeze: bool = False
+
+    @property
+    def levels(self) -> int:
+        return len(self.features)
+
+    @property
+    def multiple(self) -> int:
+        """Height and width are padded to a multiple of this."""
+        return 2 ** (self.levels - 1)
+
+    @property
+    def min_size(self) -> int:
+        # Reflect padding by 4 in the last scaler needs at least 5 pixels there.
+        return 5 * 2 ** max(self.levels - 2, 0) if self.levels > 1 else 1
+
+    def _kernel_init(self):
+        return nn.initializers.lecun_normal() if self.instance_norm else dirac_init(self.dirac_noise)
+
+    def pyramid(self, x: Array) -> list[Array]:
+        """X_{L-1} = x, X_{l-1} = S_l(X_l); returned lowest level first."""
+        xs = [x]
+        for l in range(self.levels - 1, 0, -1):
+            xs.append(Scaler(x.shape[-1], name=f"scaler_{l}")(xs[-1]))
+        return xs[::-1]
+
+    def states(self, x: Array) -> tuple[list[Array], list[Array | None]]:
+        """Initial states h_l and down-projections p_l (Analysis of the pyramid)."""
+        eq2 = self.down_projection == "eq2"
+        return Analysis(self.features, not eq2, self.dtype, self._kernel_init(), name="analysis")(
+            [xi.astype(self.dtype) for xi in self.pyramid(x)]
+        )
+
+    def block(self, t: int) -> nn.Module:
+        cls = nn.remat(FluxBlock) if self.remat == "block" else FluxBlock
+        return cls(
+            self.features,
+            last=t == self.depth - 1,
+            eq2=self.down_projection == "eq2",
+            instance_norm=self.instance_norm,
+            freeze=self.freeze,
+            dtype=self.dtype,
+            kernel_init=self._kernel_init(),
+            name=f"block_{t:02d}",
+        )
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """Enhance a batch (B, H, W, 3) float images; any H, W (reflect-padded internally)."""
+        check_config(self)
+        validate_input(x, min_size=1)
+        x = x.astype(jnp.float32)
+        H, W = x.shape[1], x.shape[2]
+        m = self.multiple
+        ph, pw = (-H) % m, (-W) % m
+        if min(H + ph, W + pw) < self.min_size:
+            raise ValueError(f"BPP input of size {H}x{W} is too small; {self.levels} levels need at least {self.min_size}x{self.min_size}")
+        if ph or pw:
+            if ph >= H or pw >= W:
+                raise ValueError(f"BPP input of size {H}x{W} is too small to reflect-pad to a multiple of {m}")
+            x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect")
+        h, p = self.states(x)
+        for t in range(self.depth):
+            h, p = self.block(t)(h, p)
+        y = Synthesis(name="synthesis")(h[-1], x)
+        return y[:, :H, :W]
+
+
+def check_config(m: BPP) -> None:
+    """Validate BPP hyper-parameters with messages naming the offending field."""
+    if len(m.features) < 1 or any(int(c) <= 0 for c in m.features):
+        raise ValueError(f"model.features must be a non-empty list of positive ints; got {tuple(m.features)}")
+    if m.depth < 1:
+        raise ValueError(f"model.depth must be >= 1; got {m.depth}")
+    if m.down_projection not in DOWN_PROJECTIONS:
+        raise ValueError(f"model.down_projection must be one of {DOWN_PROJECTIONS}; got {m.down_projection!r}")
+    if m.remat not in REMATS:
+        raise ValueError(f"model.remat must be one of {REMATS}; got {m.remat!r}")
