@@ -1,0 +1,283 @@
+"""The workdir: ``config.json``, Orbax checkpoints, and ``load_model``.
+
+A workdir written by ``python -m bppjax.train`` (or by ``save_model``) holds::
+
+    config.json          the full training config (model, data, optim, train, eval)
+    checkpoints/<step>/  Orbax items: params, state (optimizer, RNG), meta (JSON)
+    metrics.jsonl        one JSON object per logged step (training only)
+
+Evaluation, enhancement and analysis start from ``load_model(workdir)``. The
+parameters are restored as a plain pytree (no target structure), so a config
+override that keeps parameter shapes (e.g. ``model.kind=ode``) just works, and
+one that does not is reported by parameter path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as ocp_policies
+
+from bppjax.config_utils import apply_overrides
+from bppjax.models.presets import build_model
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+ITEMS = ("params", "state", "meta")
+#: Key of the validation metric ranking checkpoints (in ``meta`` and Orbax metrics).
+BEST_METRIC = "val_psnr"
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for ``model.apply({"params": params}, x)``.
+
+    Attributes:
+      model: the Flax module built from ``config.model``.
+      params: parameter pytree (the ``params`` collection), as JAX arrays.
+      config: the workdir's full config with overrides applied.
+      step: training step of the restored checkpoint.
+      which: ``"best"`` or ``"latest"``: the checkpoint actually restored.
+    """
+
+    model: nn.Module
+    params: PyTree
+    config: ml_collections.ConfigDict
+    step: int
+    which: str
+
+    def apply(self, x: jax.Array) -> jax.Array:
+        """Enhance a float batch (B, H, W, 3) in [0, 1]."""
+        return self.model.apply({"params": self.params}, x)
+
+
+# --------------------------------------------------------------------------- config.json
+
+
+def save_config(workdir: str | Path, config: ml_collections.ConfigDict) -> Path:
+    """Write ``config.json`` (sorted, indented) so the workdir describes itself."""
+    path = Path(workdir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.generic,)):
+        return x.item()
+    if isinstance(x, (tuple, set)):
+        return list(x)
+    raise TypeError(f"config value {x!r} of type {type(x).__name__} is not JSON-serialisable")
+
+
+def load_config(workdir: str | Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """The workdir's ``config.json`` as a ConfigDict, with ``KEY=VALUE`` overrides applied."""
+    workdir = _existing_workdir(workdir)
+    path = workdir / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {workdir} was not written by bppjax.train or bppjax.checkpoint.save_model")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    return apply_overrides(ml_collections.ConfigDict(data), overrides)
+
+
+def _existing_workdir(workdir: str | Path) -> Path:
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise FileNotFoundError(f"workdir {workdir} does not exist")
+    return workdir
+
+
+# --------------------------------------------------------------------------- manager
+
+
+def checkpoint_manager(
+    workdir: str | Path, keep: int = 3, *, keep_best: bool = True, async_save: bool = True, read_only: bool = False
+) -> ocp.CheckpointManager:
+    """Orbax manager of ``workdir/checkpoints``: keeps the last ``keep`` steps plus the best by val PSNR.
+
+    Saves are atomic (Orbax writes to a temporary directory and renames it), so a
+    crash mid-save leaves the previous checkpoints intact.
+    """
+    policies: list[Any] = [ocp_policies.LatestN(max(int(keep), 1))]
+    if keep_best:
+        policies.append(
+            ocp_policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], n=1, keep_checkpoints_without_metrics=False)
+        )
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp_policies.AnyPreservationPolicy(policies),
+        enable_async_checkpointing=async_save,
+        read_only=read_only,
+        create=not read_only,
+    )
+    return ocp.CheckpointManager(Path(workdir).absolute() / CHECKPOINT_DIR, options=options, item_names=ITEMS)
+
+
+def save_checkpoint(
+    manager: ocp.CheckpointManager,
+    step: int,
+    params: PyTree,
+    state: PyTree | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> None:
+    """Save one step. ``state`` (optimizer, RNG) is needed to resume; ``meta`` is JSON.
+
+    ``meta[BEST_METRIC]``, when present and finite, ranks the checkpoint for ``which="best"``.
+    """
+    meta = dict(meta or {})
+    meta.setdefault("step", int(step))
+    items: dict[str, Any] = {"params": ocp.args.StandardSave(params), "meta": ocp.args.JsonSave(meta)}
+    if state is not None:
+        items["state"] = ocp.args.StandardSave(state)
+    score = meta.get(BEST_METRIC)
+    metrics = {BEST_METRIC: float(score)} if score is not None and math.isfinite(float(score)) else None
+    manager.save(int(step), args=ocp.args.Composite(**items), metrics=metrics)
+
+
+def _read_manager(workdir: str | Path) -> ocp.CheckpointManager:
+    workdir = _existing_workdir(workdir)
+    if not (workdir / CHECKPOINT_DIR).is_dir():
+        raise FileNotFoundError(f"no checkpoint in {workdir} (no {CHECKPOINT_DIR}/ folder)")
+    manager = checkpoint_manager(workdir, read_only=True)
+    if not manager.all_steps():
+        raise FileNotFoundError(f"no checkpoint in {workdir / CHECKPOINT_DIR}")
+    return manager
+
+
+def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+    """The JSON ``meta`` item of a step ({} for checkpoints without one)."""
+    try:
+        return dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"] or {})
+    except (FileNotFoundError, KeyError, ValueError):
+        return {}
+
+
+def select_step(manager: ocp.CheckpointManager, which: str = "best") -> tuple[int, str]:
+    """Step to load: best by ``meta[BEST_METRIC]`` (if any step has one) or the latest."""
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest'; got {which!r}")
+    steps = manager.all_steps()
+    if which == "best":
+        scored = []
+        for s in steps:
+            v = read_meta(manager, s).get(BEST_METRIC)
+            if v is not None and math.isfinite(float(v)):
+                scored.append((float(v), s))
+        if scored:
+            return max(scored)[1], "best"
+    return max(steps), "latest"
+
+
+def restore_params(manager: ocp.CheckpointManager, step: int) -> PyTree:
+    """Parameters of ``step`` as a plain pytree of NumPy arrays, whatever devices saved them."""
+    tree = manager.item_metadata(step)["params"]
+    tree = getattr(tree, "tree", tree)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.PyTreeRestore(restore_args=restore_args)))
+    return out["params"]
+
+
+# --------------------------------------------------------------------------- parameter shapes
+
+
+def _example_size(cfg: ml_collections.ConfigDict) -> int:
+    return 8 * 2 ** (int(cfg.levels) - 1) if cfg.arch == "bpp" else 32
+
+
+def param_shapes(model: nn.Module, model_cfg: ml_collections.ConfigDict) -> PyTree:
+    """Abstract parameter shapes of a model (traced, nothing computed)."""
+    n = _example_size(model_cfg)
+    x = jax.ShapeDtypeStruct((1, n, n, 3), jnp.float32)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype)))["params"]
+
+
+def _flat(tree: PyTree) -> dict[str, tuple[int, ...]]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(np.shape(v)) for path, v in leaves}
+
+
+def check_param_shapes(params: PyTree, expected: PyTree, source: str = "checkpoint") -> None:
+    """Raise ValueError naming the first parameter paths whose shapes differ from the model's."""
+    got, want = _flat(params), _flat(expected)
+    problems = [f"{p}: saved {got[p]}, model expects {want[p]}" for p in want if p in got and got[p] != want[p]]
+    problems += [f"{p}: missing (model expects {want[p]})" for p in want if p not in got]
+    problems += [f"{p}: saved {got[p]}, not in the model" for p in got if p not in want]
+    if problems:
+        shown = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise ValueError(f"{source} parameters do not match the model config ({len(problems)} mismatches):\n  {shown}")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_model(workdir: str | Path, overrides: Sequence[str] = (), which: str = "best") -> LoadedModel:
+    """Model, parameters and config of a workdir.
+
+    Args:
+      workdir: a folder written by ``bppjax.train`` or ``save_model``.
+      overrides: ``KEY=VALUE`` config overrides (e.g. ``"model.kind=ode"``).
+      which: ``"best"`` (by validation PSNR; falls back to the latest when no
+        checkpoint has a validation score) or ``"latest"``.
+
+    Raises:
+      FileNotFoundError: missing workdir, ``config.json`` or checkpoint.
+      ValueError: the checkpoint's parameter shapes do not fit the (overridden) model config.
+    """
+    config = load_config(workdir, overrides)
+    manager = _read_manager(workdir)
+    try:
+        step, used = select_step(manager, which)
+        params = restore_params(manager, step)
+    finally:
+        manager.close()
+    model = build_model(config.model)
+    check_param_shapes(params, param_shapes(model, config.model), source=f"checkpoint {Path(workdir) / CHECKPOINT_DIR / str(step)}")
+    params = jax.tree.map(jnp.asarray, params)
+    return LoadedModel(model=model, params=params, config=config, step=int(step), which=used)
+
+
+def save_model(workdir: str | Path, config: ml_collections.ConfigDict, params: PyTree, step: int = 0) -> Path:
+    """Write a loadable workdir (``config.json`` + one params checkpoint) without training.
+
+    ``params`` is the ``params`` collection (``variables["params"]``); its shapes are
+    checked against ``config.model`` so a broken port fails here, not at load time.
+    """
+    if "model" not in config:
+        raise ValueError("config has no 'model' group; pass a full training config (e.g. configs/default.py)")
+    model = build_model(config.model)
+    if isinstance(params, Mapping) and set(params.keys()) == {"params"}:
+        params = params["params"]
+    check_param_shapes(params, param_shapes(model, config.model), source="params")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_config(workdir, config)
+    manager = checkpoint_manager(workdir, async_save=False)
+    try:
+        save_checkpoint(manager, step, jax.tree.map(np.asarray, params), meta={"step": int(step), "source": "save_model"})
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+    return workdir
+
+
+__all__ = [
+    "BEST_METRIC", "CHECKPOINT_DIR", "CONFIG_FILE", "LoadedModel", "check_param_shapes", "checkpoint_manager",
+    "load_config", "load_model", "param_shapes", "read_meta", "restore_params", "save_checkpoint", "save_config",
+    "save_model", "select_step",
+]

@@ -1,0 +1,320 @@
+"""Read and write images with one array convention and clear errors.
+
+Array convention (used everywhere in bppjax):
+
+* Always 3-D, height x width x channels (HWC). Greyscale images have 1
+  channel, or 3 identical ones when ``channels=3`` (the default, which is what
+  the SR benchmarks expect: grey images are replicated to RGB).
+* ``dtype="float32"`` (default): values in [0, 1]; 8-bit data divided by 255,
+  16-bit data by 65535. This is what the network consumes.
+* ``dtype="uint8"``: exact 8-bit values; 16-bit data are reduced with
+  ``round(v / 257)`` (MATLAB's ``im2uint8``). Metrics and the MATLAB-exact
+  resize work on this.
+* ``dtype="native"``: the stored samples, ``uint8`` or ``uint16`` (or
+  ``float32`` for floating-point TIFFs), for lossless round trips.
+
+An alpha channel is dropped with a warning; palette images are expanded to
+their colours. Pillow does the decoding; 16-bit colour PNGs (which Pillow
+would silently reduce to 8 bits) and 16-bit colour TIFFs are decoded at full
+precision.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "write_image", "to_float32", "to_uint8", "bit_depth"]
+
+#: File name suffixes treated as images (lower case).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+Dtype = Literal["float32", "uint8", "native"]
+
+class _UnsupportedImage(ValueError):
+    """A decodable file whose kind bppjax does not handle (not a corrupt one)."""
+
+
+# Errors Pillow's decoders raise on damaged data; all mean "corrupt file".
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+
+
+def read_image(path: str | os.PathLike, *, dtype: Dtype = "float32", channels: int | None = 3) -> np.ndarray:
+    """Reads an image file into an HWC array.
+
+    Args:
+      path: PNG, JPEG, BMP, TIFF (or anything else Pillow decodes), 8 or 16 bit,
+        greyscale, RGB, RGBA or palette.
+      dtype: ``"float32"`` (in [0, 1]), ``"uint8"`` or ``"native"`` (see module
+        docstring).
+      channels: 3 to always return RGB (grey replicated), or None to keep 1
+        channel for greyscale files.
+
+    Returns:
+      Array of shape (H, W, 3), or (H, W, 1) for grey files with ``channels=None``.
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      ValueError: the file is empty, truncated, not an image, or an argument is
+        invalid. The message names the file.
+    """
+    if dtype not in ("float32", "uint8", "native"):
+        raise ValueError(f"dtype must be 'float32', 'uint8' or 'native', got {dtype!r}")
+    if channels not in (3, None):
+        raise ValueError(f"channels must be 3 or None, got {channels!r}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"expected an image file, got a directory: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"empty file (0 bytes), not an image: {path}")
+
+    samples = _decode(path)  # (H, W, C) uint8 / uint16 / float32, C in 1..4
+    if samples.shape[-1] in (2, 4):
+        warnings.warn(f"{path}: alpha channel dropped", UserWarning, stacklevel=2)
+        samples = samples[..., :-1]
+    if channels == 3 and samples.shape[-1] == 1:
+        samples = np.repeat(samples, 3, axis=-1)
+    samples = np.ascontiguousarray(samples)
+    if dtype == "native":
+        return samples
+    if dtype == "uint8":
+        return to_uint8(samples)
+    return to_float32(samples)
+
+
+def to_float32(image: np.ndarray) -> np.ndarray:
+    """Converts uint8/uint16/float samples to float32 in [0, 1] (floats pass through)."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / np.float32(255)
+    if image.dtype == np.uint16:
+        return (image.astype(np.float64) / 65535).astype(np.float32)
+    if np.issubdtype(image.dtype, np.floating):
+        return image.astype(np.float32, copy=False)
+    raise ValueError(f"unsupported image dtype {image.dtype}; expected uint8, uint16 or float")
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Quantises to uint8: floats in [0, 1] are rounded half up and clipped.
+
+    This is how a network's float output becomes an 8-bit image before it is
+    scored or saved, as the published pipelines do. uint16 data use
+    ``round(v / 257)``.
+    """
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return np.floor(image.astype(np.float64) / 257 + 0.5).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        return _quantise(image, 255).astype(np.uint8)
+    raise ValueError(f"unsupported image dtype {image.dtype}; expected uint8, uint16 or float")
+
+
+def bit_depth(image: np.ndarray) -> int:
+    """Bits per sample of an integer image (8 or 16); raises for other dtypes."""
+    if image.dtype == np.uint8:
+        return 8
+    if image.dtype == np.uint16:
+        return 16
+    raise ValueError(f"bit depth is defined for uint8/uint16 images, got {image.dtype}")
+
+
+def write_image(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    *,
+    bit_depth: int | None = None,
+    quality: int = 95,
+) -> Path:
+    """Writes an HWC (or HW) image; the format follows the file suffix.
+
+    Args:
+      path: ``.png``, ``.tif``/``.tiff`` (8 or 16 bit), ``.bmp``, ``.jpg``/``.jpeg``
+        (8 bit). Missing parent folders are created.
+      image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8, uint16, or float
+        in [0, 1] (rounded and clipped).
+      bit_depth: 8 or 16. Default: 8 for uint8 and float data, 16 for uint16,
+        i.e. integer data keep their depth.
+      quality: JPEG quality.
+
+    Returns:
+      The path written.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        raise ValueError(f"cannot write {path}: unsupported suffix {suffix!r}; use one of {IMAGE_EXTENSIONS}")
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
+        raise ValueError(f"cannot write {path}: image shape {image.shape} is not (H, W) or (H, W, 1|3|4)")
+    if bit_depth is None:
+        bit_depth = 16 if image.dtype == np.uint16 else 8
+    if bit_depth not in (8, 16):
+        raise ValueError(f"cannot write {path}: bit_depth must be 8 or 16, got {bit_depth!r}")
+    if bit_depth == 16 and suffix not in (".png", ".tif", ".tiff"):
+        raise ValueError(f"cannot write {path}: {suffix} files hold 8-bit samples only; use .png or .tif for 16 bit")
+    if image.shape[-1] == 4 and suffix in (".jpg", ".jpeg"):
+        raise ValueError(f"cannot write {path}: JPEG has no alpha channel")
+    samples = _to_depth(image, bit_depth, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    if bit_depth == 16 and suffix == ".png":
+        path.write_bytes(_encode_png16(samples))
+    elif bit_depth == 16:
+        import tifffile  # a scikit-image dependency; Pillow cannot write 16-bit colour TIFFs
+
+        photometric = "minisblack" if samples.shape[-1] == 1 else "rgb"
+        data = samples[..., 0] if samples.shape[-1] == 1 else samples
+        extra = {"extrasamples": ["unassalpha"]} if samples.shape[-1] == 4 else {}
+        tifffile.imwrite(path, data, photometric=photometric, **extra)
+    else:
+        mode = {1: "L", 3: "RGB", 4: "RGBA"}[samples.shape[-1]]
+        pil = Image.fromarray(samples[..., 0] if mode == "L" else samples, mode=mode)
+        kwargs = {"quality": quality} if suffix in (".jpg", ".jpeg") else {}
+        pil.save(path, **kwargs)
+    return path
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Decodes the first frame into (H, W, C) native samples, C in 1..4."""
+    try:
+        with Image.open(path) as im:
+            rawmode = im.tile[0].args if im.tile else None
+            if im.format == "PNG" and isinstance(rawmode, str) and rawmode.endswith(";16B") and im.mode != "I;16":
+                return _decode_png16(path, im.mode, rawmode)
+            if im.format == "TIFF" and im.mode in ("RGB", "RGBA", "LA") and _tiff_bits(im) > 8:
+                return _decode_tiff16(path)
+            im.load()
+            return _pil_to_samples(im, path)
+    except UnidentifiedImageError:
+        raise ValueError(f"not a recognised image file (PNG, JPEG, BMP, TIFF, ...): {path}") from None
+    except _DECODE_ERRORS as e:
+        if isinstance(e, (_UnsupportedImage, FileNotFoundError, PermissionError)):
+            raise
+        raise ValueError(f"truncated or corrupt image file: {path} ({type(e).__name__}: {e})") from e
+
+
+def _pil_to_samples(im: Image.Image, path: Path) -> np.ndarray:
+    """Maps every Pillow mode onto uint8/uint16/float32 samples."""
+    mode = im.mode
+    if mode == "P":
+        mode_out = "RGBA" if "transparency" in im.info else "RGB"
+        im, mode = im.convert(mode_out), mode_out
+    elif mode == "PA":
+        im, mode = im.convert("RGBA"), "RGBA"
+    elif mode == "1":
+        im, mode = im.convert("L"), "L"
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
+        target = "RGBA" if mode == "RGBa" else ("LA" if mode == "La" else "RGB")
+        im, mode = im.convert(target), target
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        a = np.asarray(im, dtype=np.uint8)
+    elif mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.uint16)  # also fixes big-endian storage
+    elif mode == "I":
+        a = np.asarray(im)
+        if a.min() < 0 or a.max() > 65535:
+            raise _UnsupportedImage(f"unsupported 32-bit integer image (values outside 0..65535): {path}")
+        a = a.astype(np.uint16)
+    elif mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+    else:
+        raise _UnsupportedImage(f"unsupported image mode {mode!r}: {path}")
+    return a[..., None] if a.ndim == 2 else a
+
+
+def _decode_png16(path: Path, mode: str, rawmode: str) -> np.ndarray:
+    """Decodes a 16-bit colour PNG exactly.
+
+    Pillow has no 16-bit colour mode: its unpacker keeps only the high byte.
+    Both unpackers of the same row-filter width exist (";16B" keeps the high
+    byte, ";16L" the byte after it, i.e. the low byte of big-endian data), so
+    decoding twice gives both halves.
+    """
+    if rawmode == "LA;16B":  # no "LA;16L": read each (L, A) pair as one big-endian int32
+        with Image.open(path) as im:
+            im._mode = "I"
+            im.tile = [im.tile[0]._replace(args="I;32B")]
+            im.load()
+            v = np.asarray(im).view(np.uint32)
+        return np.stack([(v >> 16).astype(np.uint16), (v & 0xFFFF).astype(np.uint16)], axis=-1)
+    halves = []
+    for raw in (rawmode, rawmode[:-1] + "L"):
+        with Image.open(path) as im:
+            im.tile = [im.tile[0]._replace(args=raw)]
+            im.load()
+            halves.append(np.asarray(im, dtype=np.uint16))
+    return (halves[0] << 8) | halves[1]
+
+
+def _tiff_bits(im: Image.Image) -> int:
+    bits = im.tag_v2.get(258, (8,))
+    return int(max(bits) if isinstance(bits, tuple) else bits)
+
+
+def _decode_tiff16(path: Path) -> np.ndarray:
+    """16-bit colour TIFF via tifffile (Pillow reduces it to 8 bits)."""
+    import tifffile  # a scikit-image dependency
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        a = page.asarray()
+        axes = page.axes
+    if "S" in axes and axes.index("S") < axes.index("Y"):  # planar storage
+        a = np.moveaxis(a, axes.index("S"), -1)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.dtype not in (np.uint8, np.uint16):
+        raise _UnsupportedImage(f"unsupported TIFF sample type {a.dtype}: {path}")
+    return a
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _quantise(image: np.ndarray, peak: int) -> np.ndarray:
+    """Round half up and clip floats in [0, 1] to integers 0..peak (as float64)."""
+    x = np.asarray(image, dtype=np.float64)
+    if np.isnan(x).any():
+        raise ValueError("image contains NaN values")
+    return np.clip(np.floor(x * peak + 0.5), 0, peak)
+
+
+def _to_depth(image: np.ndarray, depth: int, path: Path) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image if depth == 8 else image.astype(np.uint16) * np.uint16(257)
+    if image.dtype == np.uint16:
+        return image if depth == 16 else to_uint8(image)
+    if np.issubdtype(image.dtype, np.floating):
+        peak = 255 if depth == 8 else 65535
+        return _quantise(image, peak).astype(np.uint8 if depth == 8 else np.uint16)
+    raise ValueError(f"cannot write {path}: unsupported dtype {image.dtype} (use uint8, uint16 or float)")
+
+
+def _encode_png16(samples: np.ndarray) -> bytes:
+    """Minimal 16-bit PNG encoder (Pillow cannot write 16-bit colour PNGs)."""
+    h, w, c = samples.shape
+    colour_type = {1: 0, 3: 2, 4: 6}[c]
+    rows = samples.astype(">u2").reshape(h, w * c).view(np.uint8)
+    # Filter type 2 ("Up") on every row: vectorised, and compresses well.
+    up = np.vstack([rows[:1], rows[1:] - rows[:-1]])
+    raw = np.hstack([np.full((h, 1), 2, np.uint8), up]).tobytes()
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
