@@ -193,7 +193,7 @@ def _decode(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             rawmode = im.tile[0].args if im.tile else None
-            if im.format == "PNG" and isinstance(rawmode, str) and rawmode.endswith(";16B") and im.mode != "I;16":
+            if im.format == "PNG" and rawmode in ("RGB;16B", "RGBA;16B", "LA;16B"):
                 return _decode_png16(path, im.mode, rawmode)
             if im.format == "TIFF" and im.mode in ("RGB", "RGBA", "LA") and _tiff_bits(im) > 8:
                 return _decode_tiff16(path)
@@ -299,6 +299,8 @@ def _to_depth(image: np.ndarray, depth: int, path: Path) -> np.ndarray:
     if image.dtype == np.uint16:
         return image if depth == 16 else to_uint8(image)
     if np.issubdtype(image.dtype, np.floating):
+        if np.isnan(image).any():
+            raise ValueError(f"cannot write {path}: image contains NaN values")
         peak = 255 if depth == 8 else 65535
         return _quantise(image, peak).astype(np.uint8 if depth == 8 else np.uint16)
     raise ValueError(f"cannot write {path}: unsupported dtype {image.dtype} (use uint8, uint16 or float)")
@@ -307,7 +309,7 @@ def _to_depth(image: np.ndarray, depth: int, path: Path) -> np.ndarray:
 def _encode_png16(samples: np.ndarray) -> bytes:
     """Minimal 16-bit PNG encoder (Pillow cannot write 16-bit colour PNGs)."""
     h, w, c = samples.shape
-    colour_type = {1: 0, 3: 2, 4: 6}[c]
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]  # grey, grey+alpha, RGB, RGBA
     rows = samples.astype(">u2").reshape(h, w * c).view(np.uint8)
     # Filter type 2 ("Up") on every row: vectorised, and compresses well.
     up = np.vstack([rows[:1], rows[1:] - rows[:-1]])

@@ -31,10 +31,12 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import sparse
 
 __all__ = ["imresize", "imresize_jax", "output_shape_for", "resize_weights"]
 
 Edge = Literal["clamp", "symmetric"]
+_WEIGHT_GRID = 2.0**36
 ScaleArg = float | Sequence[float] | None
 ShapeArg = Sequence[int | None] | None
 
@@ -79,6 +81,11 @@ def resize_weights(
     indices = left + np.arange(taps, dtype=np.float64)[None, :]  # 1-based positions
     weights = kernel(u - indices)
     weights = weights / weights.sum(axis=1, keepdims=True)
+    # Snap to a 2**-36 grid (a change below 1.5e-11): every product and partial
+    # sum with uint8/uint16 data is then exact in float64, so the result does
+    # not depend on summation order and NumPy and JAX round identically, even
+    # at exact .5 ties (fractional scales such as 1.5 produce them).
+    weights = np.round(weights * _WEIGHT_GRID) / _WEIGHT_GRID
     idx = indices.astype(np.int64) - 1
     if edge == "clamp":
         idx = np.clip(idx, 0, in_len - 1)
@@ -143,7 +150,7 @@ def imresize(
     antialias: bool = True,
     edge: Edge = "clamp",
 ) -> np.ndarray:
-    """MATLAB ``imresize(image, scale, 'bicubic')`` in NumPy (float64 arithmetic).
+    """MATLAB ``imresize(image, scale, 'bicubic')`` in NumPy (float64, sparse matmuls).
 
     Args:
       image: (H, W) or (..., H, W, C); uint8, uint16 or float.
@@ -167,21 +174,26 @@ def imresize(
 
     x = image.astype(np.float64)
     for k in _pass_order(scales):
-        idx, w = resize_weights(in_shape[k], out_shape[k], scales[k], antialias, edge)
-        x = _apply_taps(x, idx, w, axes[k])
+        matrix = _sparse_weights(in_shape[k], out_shape[k], scales[k], antialias, edge)
+        x = _apply_weights(x, matrix, axes[k])
         if peak is not None:
             x = np.clip(np.floor(x + 0.5), 0, peak)
     return x.astype(dtype)
 
 
-def _apply_taps(x: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
-    """Sums the taps in MATLAB's order (one vectorised gather per tap)."""
-    x = np.moveaxis(x, axis, 0)
-    shape = (w.shape[0],) + (1,) * (x.ndim - 1)
-    out = np.zeros((w.shape[0],) + x.shape[1:], dtype=np.float64)
-    for k in range(w.shape[1]):
-        out += w[:, k].reshape(shape) * x[idx[:, k]]
-    return np.moveaxis(out, 0, axis)
+@functools.lru_cache(maxsize=256)
+def _sparse_weights(in_len: int, out_len: int, scale: float, antialias: bool, edge: Edge) -> sparse.csr_matrix:
+    """The taps as a sparse (out_len, in_len) matrix (clamped taps merged)."""
+    idx, w = resize_weights(in_len, out_len, scale, antialias, edge)
+    rows = np.repeat(np.arange(out_len), idx.shape[1])
+    return sparse.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(out_len, in_len))
+
+
+def _apply_weights(x: np.ndarray, matrix: sparse.csr_matrix, axis: int) -> np.ndarray:
+    """Resamples ``axis`` of x; on the 2**-36 weight grid the order of summation is irrelevant."""
+    moved = np.ascontiguousarray(np.moveaxis(x, axis, 0))
+    out = matrix @ moved.reshape(moved.shape[0], -1)
+    return np.moveaxis(out.reshape((matrix.shape[0],) + moved.shape[1:]), 0, axis)
 
 
 def imresize_jax(
@@ -214,7 +226,19 @@ def imresize_jax(
     axes = _spatial_axes(image.ndim)
     in_shape = (image.shape[axes[0]], image.shape[axes[1]])
     out_shape, scales = output_shape_for(in_shape, scale, output_shape)
+    if edge not in ("clamp", "symmetric"):
+        raise ValueError(f"edge must be 'clamp' or 'symmetric', got {edge!r}")
+    return _imresize_jax(image, out_shape, scales, bool(antialias), edge)
 
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _imresize_jax(
+    image: jax.Array, out_shape: tuple[int, int], scales: tuple[float, float], antialias: bool, edge: Edge
+) -> jax.Array:
+    # One compiled program per shape and scale (eager dispatch would compile every op).
+    dtype = image.dtype
+    axes = _spatial_axes(image.ndim)
+    in_shape = (image.shape[axes[0]], image.shape[axes[1]])
     x = image if dtype != jnp.uint8 else image.astype(jnp.float32)
     for k in _pass_order(scales):
         args = (in_shape[k], out_shape[k], scales[k], antialias, edge)
@@ -245,20 +269,19 @@ def _matmul_axis(x: jax.Array, matrix: jax.Array, axis: int) -> jax.Array:
 # float32 holds integers below 2**24 exactly; the exact pass keeps every partial
 # sum of its matmuls below that bound.
 _F32_EXACT = 2**24
-_MAX_LEVELS = 6
-_TARGET_ERROR = 1e-9  # bound on |computed - exact| before rounding, in grey levels
+_MAX_LEVELS = 16
 
 
 @functools.lru_cache(maxsize=256)
 def _exact_split(
     in_len: int, out_len: int, scale: float, antialias: bool, edge: Edge
 ) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]]:
-    """Splits weights into integer matrices q_k with w ~= sum_k q_k 2**-s_k.
+    """Splits weights into integer matrices q_k with w = sum_k q_k 2**-s_k.
 
     Every product (<= 255 * |q|) and every row sum stays below 2**24, so the
     float32 matmuls with integer-valued uint8 data are exact whatever the
-    summation order; the split stops when the leftover error is below
-    ``_TARGET_ERROR`` grey levels (or is zero, as for x2/x4 weights).
+    summation order. The weights lie on a 2**-36 grid, so a few levels
+    represent them exactly (one level for the dyadic x2/x4/x8 weights).
     """
     w = _dense_weights(in_len, out_len, scale, antialias, edge)
     nnz = max(int((w != 0).sum(axis=1).max()), 1)
@@ -266,15 +289,17 @@ def _exact_split(
     abs_sum = float(np.abs(w).sum(axis=1).max())
     shift = int(math.floor(math.log2((budget - nnz / 2) / abs_sum)))
     step = int(math.floor(math.log2(budget / nnz))) - 1  # bits gained per level
+    if step < 1 or shift < 1:
+        raise ValueError(f"uint8 imresize_jax: {in_len} -> {out_len} shrinks too much for exact arithmetic; use float input")
     shifts, parts = [], []
     residual = w.copy()
-    for _ in range(_MAX_LEVELS):
+    while residual.any():
+        if len(parts) == _MAX_LEVELS:
+            raise AssertionError("resize weights are not on the expected binary grid")
         q = np.round(residual * 2.0**shift)
         shifts.append(shift)
         parts.append(q.astype(np.float32))
         residual = residual - q * 2.0**-shift
-        if not residual.any() or 255 * np.abs(residual).sum(axis=1).max() < _TARGET_ERROR:
-            break
         shift += step
     return tuple(shifts), tuple(parts)
 

@@ -1,0 +1,318 @@
+"""Evaluate an SR method on benchmark folders: ``python -m bppjax.evaluate``.
+
+Example (the bicubic rows of the paper's Table 1)::
+
+    python -m bppjax.evaluate --method bicubic \\
+        --data ../shared/data/Set5 ../shared/data/Set14 ../shared/data/B100 \\
+        --scales 2 3 4 --json bicubic.json
+
+Each folder holds HR images and is named after the folder. Per image and
+scale: HR cropped to a multiple of the scale, MATLAB bicubic down and up
+(``bppjax.image.sr_input``), the method enhances that input, its float output
+is quantised to uint8, and PSNR/SSIM are taken in the chosen convention
+(default ``Y_M``, shave = scale; docs/METRICS.md).
+
+A method is an ``EnhanceFn``: ``f(x) -> y`` with x and y float32 (H, W, 3)
+arrays in [0, 1], no batch axis, y the same shape as x. Bicubic is the
+identity (its output is the network input itself); a trained model plugs in
+the same way, and ``self_ensemble(f)`` averages f over the 8 flips/rotations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bppjax.config_utils import split_overrides
+from bppjax.image.degrade import scale_ratio, sr_input
+from bppjax.image.io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
+from bppjax.metrics import CONVENTIONS, psnr, ssim
+
+__all__ = [
+    "EnhanceFn",
+    "METHODS",
+    "bicubic",
+    "self_ensemble",
+    "list_images",
+    "evaluate",
+    "format_table",
+    "main",
+]
+
+EnhanceFn = Callable[[np.ndarray], np.ndarray]
+Results = dict[str, dict[float, dict[str, float]]]
+
+
+def bicubic(x: np.ndarray) -> np.ndarray:
+    """The bicubic baseline: the network input already is the bicubic result."""
+    return x
+
+
+METHODS: dict[str, EnhanceFn] = {"bicubic": bicubic}
+
+
+def self_ensemble(enhance_fn: EnhanceFn) -> EnhanceFn:
+    """x8 geometric self-ensemble: run f on the 8 flips/rot90s, undo, average.
+
+    Valid for any method that accepts both orientations of the image (a fully
+    convolutional network does). Output is float32.
+    """
+
+    def ensembled(x: np.ndarray) -> np.ndarray:
+        total = np.zeros(x.shape, dtype=np.float64)
+        for k in range(4):
+            for flip in (False, True):
+                t = np.rot90(x, k, axes=(0, 1))
+                t = np.ascontiguousarray(t[:, ::-1] if flip else t)
+                y = np.asarray(enhance_fn(t))
+                if y.shape != t.shape:
+                    raise ValueError(f"enhance_fn returned shape {y.shape} for an input of shape {t.shape}")
+                y = y[:, ::-1] if flip else y
+                total += np.rot90(y, -k, axes=(0, 1))
+        return (total / 8).astype(np.float32)
+
+    ensembled.__name__ = f"self_ensemble({getattr(enhance_fn, '__name__', 'enhance_fn')})"
+    return ensembled
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Sorted image files (by suffix) directly inside ``folder``; hidden files skipped."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"data folder not found: {folder}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"--data expects folders of HR images, got a file: {folder}")
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in data folder: {folder}")
+    return files
+
+
+def evaluate(
+    enhance_fn: EnhanceFn | Mapping[float, EnhanceFn],
+    data_dirs: Sequence[str | Path],
+    scales: Sequence[float],
+    *,
+    convention: str = "Y_M",
+    shave: int | None = None,
+    save_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Results:
+    """Mean PSNR/SSIM of a method per dataset and scale.
+
+    Args:
+      enhance_fn: an ``EnhanceFn``, or a mapping scale -> ``EnhanceFn`` for
+        methods with one model per scale.
+      data_dirs: folders of HR images; each dataset is named after its folder.
+      scales: SR factors (2, 3, 4, 8, or ratios like 1.5).
+      convention: "Y_M" (paper's SR tables), "Y_P" or "RGB".
+      shave: border pixels ignored; default: the scale (rounded up).
+      save_dir: if given, outputs are written as PNG to
+        ``save_dir/<dataset>/x<scale>/<name>.png`` at the source bit depth.
+      progress: show a tqdm bar per dataset.
+
+    Returns:
+      ``{dataset: {scale: {"psnr": mean, "ssim": mean, "n": images}}}``.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if not scales:
+        raise ValueError("scales must list at least one scale")
+    scales = [_canonical_scale(s) for s in scales]
+    if isinstance(enhance_fn, Mapping):
+        missing = [s for s in scales if s not in enhance_fn]
+        if missing:
+            raise ValueError(f"enhance_fn mapping has no method for scale(s) {missing}")
+    elif not callable(enhance_fn):
+        raise ValueError(f"enhance_fn must be callable or a mapping scale -> callable, got {type(enhance_fn).__name__}")
+    datasets = _dataset_names(data_dirs)
+
+    results: Results = {}
+    for name, folder in datasets.items():
+        files = list_images(folder)
+        scores = {s: [] for s in scales}
+        with tqdm(total=len(files) * len(scales), desc=name, unit="img", disable=not progress, file=sys.stderr) as bar:
+            for path in files:
+                native = read_image(path, dtype="native")
+                depth = 16 if native.dtype == np.uint16 else 8
+                hr = to_uint8(native)
+                for s in scales:
+                    fn = enhance_fn[s] if isinstance(enhance_fn, Mapping) else enhance_fn
+                    border = math.ceil(s) if shave is None else shave
+                    output, score = _score_image(fn, hr, s, convention, border, path)
+                    scores[s].append(score)
+                    if save_dir is not None:
+                        write_image(Path(save_dir) / name / f"x{s}" / f"{path.stem}.png", output, bit_depth=depth)
+                    bar.update(1)
+        results[name] = {
+            s: {
+                "psnr": float(np.mean([p for p, _ in scores[s]])),
+                "ssim": float(np.mean([q for _, q in scores[s]])),
+                "n": len(scores[s]),
+            }
+            for s in scales
+        }
+    return results
+
+
+def _score_image(
+    fn: EnhanceFn, hr: np.ndarray, scale: float, convention: str, shave: int, path: Path
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Degrades, enhances and scores one image; returns the float output too."""
+    sample = sr_input(hr, scale)
+    x = sample.net_input.astype(np.float32) / np.float32(255)
+    y = np.asarray(fn(x))
+    if y.shape != x.shape:
+        raise ValueError(f"{path}: method returned shape {y.shape}, expected the input shape {x.shape}")
+    if not np.issubdtype(y.dtype, np.floating):
+        raise ValueError(f"{path}: method must return float32 in [0, 1], got dtype {y.dtype}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{path}: method output contains NaN or inf at scale {scale}")
+    scored = to_uint8(y)  # the 8-bit image the published pipelines score
+    p = psnr(sample.hr, scored, convention=convention, shave=shave)
+    q = ssim(sample.hr, scored, convention=convention, shave=shave)
+    return y, (p, q)
+
+
+def _canonical_scale(scale: float) -> float:
+    """2.0 -> 2 (so results and folders read x2); validates the value."""
+    ratio = scale_ratio(scale)
+    return int(ratio) if ratio.denominator == 1 else float(scale)
+
+
+def _dataset_names(data_dirs: Sequence[str | Path]) -> dict[str, Path]:
+    if isinstance(data_dirs, (str, Path)):
+        data_dirs = [data_dirs]
+    if not data_dirs:
+        raise ValueError("data_dirs must list at least one folder")
+    names: dict[str, Path] = {}
+    for d in data_dirs:
+        path = Path(d)
+        name = path.resolve().name
+        if name in names:
+            raise ValueError(f"two data folders share the name {name!r}: {names[name]} and {path}")
+        names[name] = path
+    return names
+
+
+def format_table(results: Results, method: str) -> str:
+    """A Markdown table laid out like the paper's Table 1 (PSNR / SSIM per dataset)."""
+    datasets = list(results)
+    scales = list(dict.fromkeys(s for d in datasets for s in results[d]))
+    header = "| Method | Scale | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets) + " |"
+    rule = "|---|---|" + "---|" * len(datasets)
+    rows = [header, rule]
+    for s in scales:
+        cells = []
+        for d in datasets:
+            r = results[d].get(s)
+            cells.append("-" if r is None else f"{r['psnr']:.2f} / {r['ssim']:.4f}")
+        rows.append(f"| {method} | x{s} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parse_scale(text: str) -> float:
+    try:
+        return _canonical_scale(float(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid scale {text!r}: {e}") from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bppjax.evaluate",
+        description="PSNR/SSIM of an SR method on folders of HR images (paper Table 1 layout).",
+        epilog="Extra --config.KEY=VALUE arguments are passed to the checkpoint's config.",
+    )
+    parser.add_argument("--method", choices=sorted(METHODS), help="a built-in method (default: bicubic)")
+    parser.add_argument("--checkpoint", metavar="WORKDIR", help="evaluate the model trained in WORKDIR")
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of HR images")
+    parser.add_argument("--scales", nargs="+", type=_parse_scale, default=[2, 3, 4], metavar="S")
+    parser.add_argument("--convention", choices=CONVENTIONS, default="Y_M", help="metric convention (default Y_M)")
+    parser.add_argument("--shave", type=int, default=None, help="border pixels ignored (default: the scale)")
+    parser.add_argument("--self-ensemble", action="store_true", help="average over the 8 flips/rotations")
+    parser.add_argument("--json", metavar="PATH", help="write {dataset: {scale: {psnr, ssim, n}}} here")
+    parser.add_argument("--save-images", metavar="DIR", help="write outputs as PNG to DIR/<dataset>/x<scale>/")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _checkpoint_method(workdir: str, config_overrides: list[str]) -> EnhanceFn:
+    """Builds the ``EnhanceFn`` of a trained model.
+
+    ---- CHECKPOINT HOOK (owned by whoever maintains bppjax.checkpoint) ----
+    Contract: return a callable mapping a float32 (H, W, 3) array in [0, 1] to
+    the enhanced array of the same shape (no batch axis; large images are
+    tiled inside). ``config_overrides`` are the ``KEY=VALUE`` strings given as
+    ``--config.KEY=VALUE``.
+    """
+    try:
+        from bppjax.checkpoint import load_model
+    except ModuleNotFoundError as e:
+        if e.name != "bppjax.checkpoint":
+            raise
+        raise ValueError("--checkpoint is not available yet: bppjax.checkpoint.load_model does not exist") from None
+    from bppjax.tiling import tiled_inference
+
+    loaded = load_model(workdir, config_overrides)
+
+    def enhance(x: np.ndarray) -> np.ndarray:
+        return np.asarray(tiled_inference(loaded.model, loaded.params, x), dtype=np.float32)
+
+    return enhance
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = _build_parser()
+    try:
+        overrides, rest = split_overrides(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        parser.error(str(e))
+    args = parser.parse_args(rest)
+    args.config_overrides = overrides  # "KEY=VALUE" strings, for the checkpoint's config
+    if args.method and args.checkpoint:
+        parser.error("give either --method or --checkpoint, not both")
+    if args.config_overrides and not args.checkpoint:
+        parser.error("--config.KEY=VALUE overrides apply to --checkpoint only")
+    try:
+        if args.checkpoint:
+            fn, name = _checkpoint_method(args.checkpoint, args.config_overrides), Path(args.checkpoint).name
+        else:
+            name = args.method or "bicubic"
+            fn = METHODS[name]
+        if args.self_ensemble:
+            fn, name = self_ensemble(fn), name + "+"
+        results = evaluate(
+            fn,
+            args.data,
+            args.scales,
+            convention=args.convention,
+            shave=args.shave,
+            save_dir=args.save_images,
+            progress=not args.no_progress,
+        )
+    except (ValueError, OSError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(results, name))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
