@@ -19,11 +19,19 @@ check of the decomposition rather than an identity:
 * ``y``: the ordinary network;
 * ``r``: the frozen network, replaying x's decisions, applied to a zero input;
 * ``F x``: a Jacobian-vector product of the frozen network at x in direction x.
+
+The ODE model cannot replay (its solver evaluates the field at times that
+depend on the input); in freeze mode it recomputes the decisions under
+``stop_gradient`` at every evaluation, which gives the same derivatives *at x*.
+There ``F x`` is still a Jacobian-vector product and ``r = frozen(x) - F x``;
+the check ``F x + r = y`` then only confirms that freeze mode does not change
+the forward pass (``Decomposition.r_source`` says which case ran).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -38,10 +46,17 @@ METHODS = ("auto", "jvp", "vjp", "difference")
 
 
 def frozen_twin(model: nn.Module) -> nn.Module:
-    """The same network in LinearScope mode (``freeze=True``); parameters are shared."""
-    if not any(f.name == "freeze" for f in dataclasses.fields(model)):
+    """The same network in LinearScope mode (``freeze=True``); parameters are shared.
+
+    An ODE model (one with an ``adjoint`` field) also switches to diffrax's
+    ``DirectAdjoint``: F x by :func:`jvp_by_transpose` differentiates the
+    solve twice, which the default checkpointed adjoint does not support.
+    """
+    names = {f.name for f in dataclasses.fields(model)}
+    if "freeze" not in names:
         raise TypeError(f"{type(model).__name__} has no 'freeze' field, so it cannot be frozen for LinearScope")
-    return model.clone(freeze=True)
+    extra = {"adjoint": "direct"} if "adjoint" in names else {}
+    return model.clone(freeze=True, **extra)
 
 
 def record(frozen_model: nn.Module, params: Any, x: Array) -> dict:
@@ -58,6 +73,33 @@ def replay(frozen_model: nn.Module, params: Any, frozen: Any) -> AffineFn:
     """The frozen network as a function of its input: ``z -> F z + r``, affine in z."""
     variables = {"params": params, "frozen": frozen} if frozen else {"params": params}
     return lambda z: frozen_model.apply(variables, z)
+
+
+def can_replay(frozen_model: nn.Module, params: Any, x: Array) -> bool:
+    """Whether the model can record its decisions into a ``frozen`` collection (checked by tracing only).
+
+    The ODE model refuses with a ValueError that names the collection.
+    """
+    try:
+        jax.eval_shape(lambda p, z: record(frozen_model, p, z), params, x)
+    except ValueError as err:
+        if "'frozen'" in str(err):
+            return False
+        raise
+    return True
+
+
+def frozen_map(frozen_model: nn.Module, params: Any, x: Array, replayable: bool = True) -> AffineFn:
+    """The frozen network around ``x``.
+
+    Replayable models: x's recorded decisions, replayed; affine everywhere.
+    Otherwise the decisions are recomputed (under ``stop_gradient``) from
+    whatever input it gets, so only its value and derivatives *at x* are
+    those of the affine map.
+    """
+    if replayable:
+        return replay(frozen_model, params, record(frozen_model, params, x))
+    return lambda z: frozen_model.apply({"params": params}, z)
 
 
 def jvp_by_transpose(f: AffineFn, x: Array, v: Array) -> Array:
@@ -99,6 +141,7 @@ class Decomposition:
     fx: np.ndarray
     r: np.ndarray
     method: str
+    r_source: str = "replay"  # "replay": frozen(0); "residual": frozen(x) - F x (models that cannot replay)
 
     @property
     def reconstruction_error(self) -> np.ndarray:
@@ -122,6 +165,7 @@ class Decomposition:
             "local_fraction": float(self.local_fraction[i]),
             "global_fraction": float(self.global_fraction[i]),
             "method": self.method,
+            "r_source": self.r_source,
         }
 
 
@@ -129,11 +173,26 @@ def _norms(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(np.square(a.astype(np.float64)), axis=tuple(range(1, a.ndim))))
 
 
-def _parts(model: nn.Module, frozen_model: nn.Module, params: Any, x: Array, method: str):
+def affine_parts(f: AffineFn, x: Array, method: str = "jvp") -> tuple[Array, Array]:
+    """``(F x, r)`` of an affine map ``f(z) = F z + r``, each computed without the other.
+
+    ``r = f(0)``; ``F x`` by :func:`linear_part`. Their sum reproduces ``f(x)``
+    only if ``f`` really is affine, which is what LinearScope checks.
+    """
+    return linear_part(f, x, method), f(jnp.zeros_like(x))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "frozen_model", "method", "replayable"))
+def _parts(model: nn.Module, frozen_model: nn.Module, params: Any, x: Array, method: str, replayable: bool):
+    # Module-level jit keyed on the (hashable) modules: images of one size compile once.
     y = model.apply({"params": params}, x)
-    f = replay(frozen_model, params, record(frozen_model, params, x))
-    r = f(jnp.zeros_like(x))
-    return y, linear_part(f, x, method), r
+    f = frozen_map(frozen_model, params, x, replayable)
+    if replayable:
+        fx, r = affine_parts(f, x, method)
+    else:
+        fx = linear_part(f, x, method)
+        r = f(x) - fx
+    return y, fx, r
 
 
 def decompose(
@@ -149,24 +208,27 @@ def decompose(
       model: the ordinary network.
       frozen_model: its LinearScope twin; default ``frozen_twin(model)``.
       method: how to get ``F x`` (see :func:`linear_part`); ``"auto"`` tries
-        ``jvp``, then ``vjp``, then ``difference``, and the result records which ran.
+        ``jvp``, then ``vjp``, then ``difference`` (replayable models only), and
+        the result records which ran.
     """
     if method not in METHODS:
         raise ValueError(f"unknown LinearScope method {method!r}; choose one of {METHODS}")
     frozen_model = frozen_twin(model) if frozen_model is None else frozen_model
     x = jnp.asarray(x, jnp.float32)
-    tries = ("jvp", "vjp", "difference") if method == "auto" else (method,)
+    replayable = can_replay(frozen_model, params, x)
+    if method == "difference" and not replayable:
+        raise ValueError(f"{type(model).__name__} cannot replay its decisions at another input, so F x cannot be a difference")
+    tries = (("jvp", "vjp", "difference") if replayable else ("jvp", "vjp")) if method == "auto" else (method,)
     for i, m in enumerate(tries):
-        run = jax.jit(lambda p, z, m=m: _parts(model, frozen_model, p, z, m))
         try:
-            y, fx, r = run(params, x)
+            y, fx, r = _parts(model, frozen_model, params, x, m, replayable)
             break
         except (TypeError, NotImplementedError, ValueError, jax.errors.JAXTypeError) as err:
             # Only autodiff refusals (custom_vjp, while loops) fall through to the next method.
             if i == len(tries) - 1 or "autodiff" not in str(err) and "differentiat" not in str(err):
                 raise
     to_np = lambda a: np.asarray(a, np.float32)  # noqa: E731
-    return Decomposition(to_np(x), to_np(y), to_np(fx), to_np(r), m)
+    return Decomposition(to_np(x), to_np(y), to_np(fx), to_np(r), m, "replay" if replayable else "residual")
 
 
 def filters(
@@ -195,18 +257,19 @@ def filters(
         raise ValueError(f"filters expects one image as a (1, H, W, C) batch; got shape {x.shape}")
     c = x.shape[-1]
     weights = jnp.full((c,), 1.0 / c) if channel is None else jax.nn.one_hot(channel, c)
-
-    @jax.jit
-    def rows(p, z, idx):
-        f = replay(frozen_model, p, record(frozen_model, p, z))
-        y, vjp = jax.vjp(f, z)
-
-        def row(ij):
-            e = jnp.zeros_like(y).at[0, ij[0], ij[1], :].set(weights.astype(y.dtype))
-            return vjp(e)[0][0]
-
-        return jax.lax.map(row, idx)
-
+    replayable = can_replay(frozen_model, params, x)
     idx = jnp.asarray(np.asarray(pixels, np.int32).reshape(-1, 2))
-    return np.asarray(rows(params, x, idx), np.float32)
+    return np.asarray(_filter_rows(frozen_model, params, x, idx, weights, replayable), np.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("frozen_model", "replayable"))
+def _filter_rows(frozen_model: nn.Module, params: Any, x: Array, idx: Array, weights: Array, replayable: bool) -> Array:
+    f = frozen_map(frozen_model, params, x, replayable)
+    y, vjp = jax.vjp(f, x)
+
+    def row(ij):
+        e = jnp.zeros_like(y).at[0, ij[0], ij[1], :].set(weights.astype(y.dtype))
+        return vjp(e)[0][0]
+
+    return jax.lax.map(row, idx)
 

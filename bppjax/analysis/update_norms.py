@@ -16,6 +16,7 @@ level first; :func:`mean_update_norms` averages it over a dataset and
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable, Mapping
 
 import flax.linen as nn
@@ -64,8 +65,11 @@ def stack_update_norms(intermediates: Any) -> Array:
     return jnp.stack(blocks, axis=1)
 
 
+@functools.partial(jax.jit, static_argnames="model")
 def update_norms(model: nn.Module, params: Any, x: Array) -> Array:
     """Per-sample L2 norms of every flux unit's residual update, ``(levels, blocks, B)``.
+
+    Jitted, keyed on the model: inputs of one shape compile once.
 
     Args:
       model: the ordinary (not frozen) network.
@@ -77,10 +81,26 @@ def update_norms(model: nn.Module, params: Any, x: Array) -> Array:
 
 
 def normalise(norms: Array | np.ndarray, top: float = 100.0) -> np.ndarray:
-    """Scale so the largest entry is ``top`` (the paper reports percentages of the max)."""
+    """Scale so the largest entry is exactly ``top`` (the paper reports percentages of the max)."""
     norms = np.asarray(norms, np.float64)
     peak = norms.max() if norms.size else 0.0
-    return norms * (top / peak) if peak > 0 else np.zeros_like(norms)
+    if not peak > 0:
+        return np.zeros_like(norms)
+    out = norms / peak * top
+    out[norms == peak] = top  # x / x * 100 can round to 99.99999999999999
+    return out
+
+
+def average(per_batch: Iterable[Array | np.ndarray]) -> np.ndarray:
+    """Mean over every sample of ``(levels, blocks, B)`` arrays (batches may differ in B)."""
+    total, count = None, 0
+    for n in per_batch:
+        n = np.asarray(n, np.float64)
+        total = n.sum(-1) if total is None else total + n.sum(-1)
+        count += n.shape[-1]
+    if total is None:
+        raise ValueError("cannot average update norms over zero images")
+    return total / count
 
 
 def mean_update_norms(model: nn.Module, params: Any, images: Iterable[Array], normalised: bool = True) -> np.ndarray:
@@ -90,15 +110,6 @@ def mean_update_norms(model: nn.Module, params: Any, images: Iterable[Array], no
     sizes may differ between items (each is run on its own), and every sample
     counts once in the average.
     """
-    apply = jax.jit(lambda p, x: update_norms(model, p, x))
-    total, count = None, 0
-    for x in images:
-        x = jnp.asarray(x, jnp.float32)
-        x = x[None] if x.ndim == 3 else x
-        n = np.asarray(apply(params, x), np.float64)
-        total = n.sum(-1) if total is None else total + n.sum(-1)
-        count += n.shape[-1]
-    if total is None:
-        raise ValueError("mean_update_norms needs at least one image")
-    mean = total / count
+    batches = (jnp.asarray(x, jnp.float32) for x in images)
+    mean = average(update_norms(model, params, x[None] if x.ndim == 3 else x) for x in batches)
     return normalise(mean) if normalised else mean

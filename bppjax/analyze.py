@@ -1,0 +1,216 @@
+"""``python -m bppjax.analyze``: update-norm heat map and LinearScope of a trained model.
+
+Usage::
+
+    python -m bppjax.analyze --checkpoint runs/sr_tiny --images ../shared/data/Set5/HR \\
+        --out runs/sr_tiny/analysis [--scale 2] [--pixels 40,40 80,120] [--config.model.kind=ode]
+
+Writes to ``--out``:
+
+* ``update_norms.png``: the levels x blocks heat map (Fig. 7), max 100;
+* ``<image>/linearscope.png`` and ``<image>/{input,y,fx,r}.png``: the input,
+  the output y, the local part F x and the global part r (Fig. 8); ``r.png``
+  maps r symmetrically to [0, 1] (grey = 0; the scale is in ``summary.json``);
+* ``<image>/filters.png`` and ``<image>/filters.npy``: rows of F for the chosen
+  output pixels, next to the input patch;
+* ``summary.json``: ``update_norms`` (levels x blocks, lowest level first, max
+  100), the unnormalised means, and per image the LinearScope scalars.
+
+For SR checkpoints the images are HR: they are cropped to a multiple of the
+scale, bicubic-downscaled and bicubic-upscaled (the training pipeline) before
+they reach the network. ``--scale`` defaults to the checkpoint config's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from bppjax.analysis import linearscope as ls
+from bppjax.analysis import plots
+from bppjax.analysis.update_norms import average, normalise, update_norms
+from bppjax.checkpoint import load_model
+from bppjax.config_utils import split_overrides
+from bppjax.image.degrade import sr_input
+from bppjax.image.io import IMAGE_EXTENSIONS, read_image, to_float32, write_image
+
+SUMMARY_FILE = "summary.json"
+
+
+def config_scale(config: ml_collections.ConfigDict) -> int | None:
+    """The SR scale a training config declares, if any: the first of ``data.scales`` (or a ``scale`` key).
+
+    Restoration configs (``data.scales=()``) have none: their images are used as they are.
+    """
+    for path in (("data", "scales"), ("data", "scale"), ("scale",)):
+        node: Any = config
+        for key in path:
+            node = node.get(key) if hasattr(node, "get") else None
+            if node is None:
+                break
+        if node is not None:
+            value = node[0] if isinstance(node, (list, tuple)) and node else node
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1:
+                return int(value)
+    return None
+
+
+def list_images(images: str | Path) -> list[Path]:
+    """Image files of a folder (sorted), or the one file given."""
+    path = Path(images)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"--images {path} is neither a folder nor an image file")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
+    return files
+
+
+def network_input(path: Path, scale: int | None, max_size: int | None = None) -> np.ndarray:
+    """The float32 HWC network input for one file: SR-degraded when ``scale`` > 1, centre-cropped to ``max_size``.
+
+    Crop offsets are multiples of the scale, as in training (keeps the bicubic sampling phase).
+    """
+    image = read_image(path, dtype="uint8")
+    step = int(scale) if scale and scale > 1 else 1
+    if step > 1:
+        image = sr_input(image, scale).net_input
+    if max_size:
+        h, w = image.shape[:2]
+        top, left = max(0, (h - max_size) // 2) // step * step, max(0, (w - max_size) // 2) // step * step
+        image = image[top : top + max_size, left : left + max_size]
+    return to_float32(image)
+
+
+def default_pixels(height: int, width: int) -> list[tuple[int, int]]:
+    """The image centre and a point halfway to the top-left corner."""
+    return [(height // 2, width // 2), (height // 4, width // 4)]
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    write_image(path, np.clip(image, 0.0, 1.0))
+
+
+def analyze_image(
+    model, frozen_model, params: Any, x: np.ndarray, out: Path, pixels: Sequence[tuple[int, int]] | None = None, method: str = "auto"
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Update norms ``(levels, blocks, 1)`` and the LinearScope record of one HWC input; writes its figures to ``out``."""
+    xb = jnp.asarray(x)[None]
+    norms = np.asarray(update_norms(model, params, xb))
+    d = ls.decompose(model, params, xb, frozen_model=frozen_model, method=method)
+    h, w = x.shape[:2]
+    pixels = [(min(max(int(i), 0), h - 1), min(max(int(j), 0), w - 1)) for i, j in (pixels or default_pixels(h, w))]
+    rows = ls.filters(frozen_model, params, xb, pixels)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, a in (("input", d.x[0]), ("y", d.y[0]), ("fx", d.fx[0])):
+        _write_image(out / f"{name}.png", a)
+    _write_image(out / "r.png", plots.signed_to_unit(d.r[0]))
+    plots.plot_linearscope(d.x[0], d.y[0], d.fx[0], d.r[0], out / "linearscope.png", title=out.name)
+    plots.plot_filters(d.x[0], rows, pixels, out / "filters.png", title=out.name)
+    np.save(out / "filters.npy", rows)
+    record = {**d.summary(0), "r_max_abs": float(np.max(np.abs(d.r))), "filter_pixels": [list(p) for p in pixels]}
+    return norms, record
+
+
+def analyze(
+    checkpoint: str | Path,
+    images: str | Path,
+    out: str | Path,
+    overrides: Sequence[str] = (),
+    scale: int | None = None,
+    pixels: Sequence[tuple[int, int]] | None = None,
+    max_size: int | None = None,
+    method: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run both analyses of a checkpoint on a folder of images; returns what ``summary.json`` holds.
+
+    Args:
+      checkpoint: a workdir readable by ``bppjax.checkpoint.load_model``.
+      images: a folder of images (or one file); HR images when ``scale`` > 1.
+      out: output folder.
+      overrides: ``KEY=VALUE`` config overrides for ``load_model`` (e.g. ``model.kind=ode``).
+      scale: SR factor for the bicubic degradation; ``None`` takes the config's, 1 uses images as they are.
+      pixels: output pixels ``(row, col)`` whose filters to draw; default: centre and upper-left quarter.
+      max_size: centre-crop inputs to at most this size (LinearScope costs a few passes per image).
+      method: how F x is computed (``linearscope.METHODS``).
+    """
+    loaded = load_model(checkpoint, overrides=list(overrides))
+    model, params = loaded.model, loaded.params
+    frozen_model = ls.frozen_twin(model)
+    scale = config_scale(loaded.config) if scale is None else int(scale)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    per_image, records = [], []
+    for path in tqdm(list_images(images), desc="analyze", unit="image", disable=not progress):
+        x = network_input(path, scale, max_size)
+        norms, record = analyze_image(model, frozen_model, params, x, out / path.stem, pixels, method)
+        per_image.append(norms)
+        records.append({"image": path.name, "shape": list(x.shape), **record})
+
+    mean = average(per_image)
+    heat = normalise(mean)
+    cfg = loaded.config.model
+    name = f"{cfg.arch}" + (f" ({cfg.kind})" if cfg.arch == "bpp" else "")
+    plots.plot_update_norms(heat, out / "update_norms.png", title=f"Update norms, {name}, step {loaded.step} (max = 100)")
+    summary = {
+        "checkpoint": str(checkpoint),
+        "step": loaded.step,
+        "model": {"arch": cfg.arch, "kind": cfg.get("kind", "discrete")},
+        "scale": scale,
+        "overrides": list(overrides),
+        "update_norms": heat.round(4).tolist(),
+        "update_norms_raw": mean.tolist(),
+        "linearscope": records,
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _pixel(text: str) -> tuple[int, int]:
+    try:
+        i, j = (int(v) for v in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"pixel {text!r} must look like ROW,COL") from e
+    return i, j
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    overrides, rest = split_overrides(argv)
+    p = argparse.ArgumentParser(prog="python -m bppjax.analyze", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="workdir written by bppjax.train or save_model")
+    p.add_argument("--images", required=True, help="folder of images (HR for SR models) or one image")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--scale", type=int, default=None, help="SR factor for the bicubic degradation (default: the config's; 1: none)")
+    p.add_argument("--pixels", type=_pixel, nargs="+", default=None, metavar="ROW,COL", help="output pixels whose filters to draw")
+    p.add_argument("--max-size", type=int, default=None, help="centre-crop inputs to at most this many pixels a side")
+    p.add_argument("--method", choices=ls.METHODS, default="auto", help="how F x is computed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(rest), overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    summary = analyze(
+        args.checkpoint, args.images, args.out, overrides, args.scale, args.pixels, args.max_size, args.method, not args.no_progress
+    )
+    worst = max(r["reconstruction_error"] for r in summary["linearscope"])
+    mean_global = float(np.mean([r["global_fraction"] for r in summary["linearscope"]]))
+    print(f"wrote {Path(args.out) / SUMMARY_FILE}: {len(summary['linearscope'])} images, "
+          f"max |Fx + r - y|/|y| = {worst:.2e}, mean ||r||/||y|| = {mean_global:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
