@@ -33,7 +33,6 @@ from bppjax.models.presets import build_model
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
-ITEMS = ("params", "state", "meta")
 #: Key of the validation metric ranking checkpoints (in ``meta`` and Orbax metrics).
 BEST_METRIC = "val_psnr"
 
@@ -126,7 +125,12 @@ def checkpoint_manager(
         read_only=read_only,
         create=not read_only,
     )
-    return ocp.CheckpointManager(Path(workdir).absolute() / CHECKPOINT_DIR, options=options, item_names=ITEMS)
+    handlers = {
+        "params": ocp.StandardCheckpointHandler(),
+        "state": ocp.StandardCheckpointHandler(),
+        "meta": ocp.JsonCheckpointHandler(),
+    }
+    return ocp.CheckpointManager(Path(workdir).absolute() / CHECKPOINT_DIR, options=options, item_handlers=handlers)
 
 
 def save_checkpoint(
@@ -185,11 +189,18 @@ def select_step(manager: ocp.CheckpointManager, which: str = "best") -> tuple[in
 
 
 def restore_params(manager: ocp.CheckpointManager, step: int) -> PyTree:
-    """Parameters of ``step`` as a plain pytree of NumPy arrays, whatever devices saved them."""
+    """Parameters of ``step`` as a plain pytree on this process's first device.
+
+    The target is built from the saved shapes and dtypes, not from the saved
+    sharding, so a checkpoint written on N devices loads on one (and vice versa).
+    """
     tree = manager.item_metadata(step)["params"]
     tree = getattr(tree, "tree", tree)
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.PyTreeRestore(restore_args=restore_args)))
+    if tree is None:
+        raise FileNotFoundError(f"checkpoint {manager.directory}/{step} has no params item")
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), tree)
+    out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
     return out["params"]
 
 
@@ -248,7 +259,6 @@ def load_model(workdir: str | Path, overrides: Sequence[str] = (), which: str = 
         manager.close()
     model = build_model(config.model)
     check_param_shapes(params, param_shapes(model, config.model), source=f"checkpoint {Path(workdir) / CHECKPOINT_DIR / str(step)}")
-    params = jax.tree.map(jnp.asarray, params)
     return LoadedModel(model=model, params=params, config=config, step=int(step), which=used)
 
 

@@ -1,0 +1,73 @@
+"""Train a BPP: ``python -m bppjax.train [--config FILE[:VARIANT]] [--workdir DIR] [--config.KEY=VALUE ...]``.
+
+Examples::
+
+    python -m bppjax.train                                   # embedded default -> ./runs/default
+    python -m bppjax.train --config configs/t91.py --workdir runs/t91
+    python -m bppjax.train --config configs/sr.py:x4 --workdir runs/x4 \\
+        --config.data.train.dirs="('/data/DIV2K_train_HR',)" --config.optim.lr=2e-4
+
+Re-running the same command resumes from the workdir's latest checkpoint; with
+only ``--workdir`` it resumes with the workdir's own ``config.json``. All the
+logic lives in ``bppjax.training.train_and_evaluate``; see docs/TRAINING.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import ml_collections
+
+from bppjax.checkpoint import CONFIG_FILE, load_config
+from bppjax.config_utils import apply_overrides, split_overrides
+from bppjax.training import ConfigError, NonFiniteLossError, default_config, load_config_file, train_and_evaluate
+
+DEFAULT_WORKDIR = Path("runs/default")
+
+
+def resolve_config(config: str | None, workdir: Path, overrides: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
+    """The config to run and where it came from: ``--config``, the workdir's config.json, or the embedded default."""
+    if config:
+        cfg, origin = load_config_file(config), config
+    elif (workdir / CONFIG_FILE).is_file():
+        cfg, origin = load_config(workdir), str(workdir / CONFIG_FILE)
+    else:
+        cfg, origin = default_config(), "the embedded default (bppjax.training.config.default_config)"
+    try:
+        return apply_overrides(cfg, overrides), origin
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        overrides, rest = split_overrides(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(
+        prog="python -m bppjax.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", help="config file, optionally with a variant: configs/sr.py:x4")
+    parser.add_argument("--workdir", type=Path, help=f"output folder (default {DEFAULT_WORKDIR})")
+    args = parser.parse_args(rest)
+    workdir = args.workdir or DEFAULT_WORKDIR
+    try:
+        config, origin = resolve_config(args.config, workdir, overrides)
+        print(f"training {origin} in {workdir.absolute()}", file=sys.stderr)
+        train_and_evaluate(config, workdir)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

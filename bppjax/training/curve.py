@@ -1,0 +1,40 @@
+"""The training-curve figure written at the end of a run (loss and validation PSNR vs step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+CURVE_FILE = "training_curve.png"
+
+
+def plot_curve(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
+    """Two panels: training loss, validation PSNR (with the bicubic/input baseline). None if nothing to plot."""
+    train = [r for r in records if r.get("kind") == "train" and r.get("loss") is not None]
+    val = [r for r in records if r.get("kind") == "val" and r.get("psnr") is not None]
+    if not train and not val:
+        return None
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if train:
+        a.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
+        a.set_yscale("log")
+    a.set(xlabel="step", ylabel="training loss", title="loss")
+    if val:
+        b.plot([r["step"] for r in val], [r["psnr"] for r in val], "o-", label="model")
+        base = [r.get("input_psnr") for r in val if r.get("input_psnr") is not None]
+        if base:
+            b.axhline(base[-1], color="gray", ls="--", label="input (bicubic)")
+        b.legend()
+    b.set(xlabel="step", ylabel="PSNR (dB)", title="validation")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,229 @@
+"""``train_and_evaluate(config, workdir)``: the whole training run, resumable from its workdir.
+
+Order of work: validate the config (no I/O), read and degrade the data, build
+the model and optimizer, restore the latest checkpoint if the workdir has one,
+then loop: draw batch k = f(seed, k), one jitted ``train_step``, and at the
+configured cadence log, validate and checkpoint. A restarted command resumes
+from the latest checkpoint with the same parameters, optimizer moments, RNG
+and data position, so it continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+from bppjax import checkpoint as ckpt
+from bppjax.data.pipeline import build_sampler, build_val, describe
+from bppjax.data.sampler import PatchSampler, local_slice, validate_state
+from bppjax.models.presets import build_model
+from bppjax.training import parallel
+from bppjax.training.config import ConfigError, validate_config
+from bppjax.training.curve import CURVE_FILE, plot_curve
+from bppjax.training.state import TrainState, create_train_state, make_optimizer
+from bppjax.training.step import train_step
+from bppjax.training.validation import Validator
+from bppjax.training.writers import METRICS_FILE, MetricWriter, read_records
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; the run stopped without saving that state."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished run returns (the workdir holds the rest)."""
+
+    state: TrainState
+    step: int
+    val: dict[str, float]
+    workdir: Path
+    seconds: float
+
+
+def _say(msg: str) -> None:
+    if jax.process_index() == 0:
+        tqdm.write(msg, file=sys.stderr)
+
+
+def _config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_diff(a, b, f"{prefix}{k}.")
+        elif json.dumps(a, default=list) != json.dumps(b, default=list):
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def _record_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
+    """Write config.json, warning when it changes the config of a run being resumed."""
+    path = workdir / ckpt.CONFIG_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        new = json.loads(json.dumps(config.to_dict(), default=list))
+        diff = _config_diff(old, new)
+        if diff:
+            _say(f"note: config differs from {path}: " + "; ".join(diff[:6]) + (" ..." if len(diff) > 6 else ""))
+    ckpt.save_config(workdir, config)
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, state: TrainState, sampler: PatchSampler) -> tuple[TrainState, str]:
+    """The state saved at ``step``; a params-only checkpoint (``save_model``) warm-starts from step 0."""
+    has_state = (Path(manager.directory) / str(step) / "state").is_dir()
+    items: dict[str, Any] = {"params": ocp.args.StandardRestore(_abstract(state.params)), "meta": ocp.args.JsonRestore()}
+    if has_state:
+        rest = {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
+        items["state"] = ocp.args.StandardRestore(_abstract(rest))
+    try:
+        out = manager.restore(step, args=ocp.args.Composite(**items))
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"checkpoint {manager.directory}/{step} does not fit this config's model/optimizer: {e}") from e
+    meta = dict(out["meta"] or {})
+    if not has_state:
+        return state.replace(params=out["params"]), f"initialised parameters from params-only checkpoint {step}"
+    validate_state(meta.get("data", {}), sampler)
+    s = out["state"]
+    return state.replace(step=s["step"], params=out["params"], opt_state=s["opt_state"], rng=s["rng"]), f"resumed from step {step}"
+
+
+def _flush(pending: list[tuple[int, dict[str, jax.Array]]]) -> list[tuple[int, dict[str, float]]]:
+    """Fetch queued step metrics; stop at the first non-finite loss, naming its step."""
+    rows = [(s, {k: float(v) for k, v in m.items()}) for s, m in jax.device_get(pending)]
+    pending.clear()
+    for s, m in rows:
+        if not math.isfinite(m["loss"]):
+            raise NonFiniteLossError(f"loss is {m['loss']} at step {s}")
+    return rows
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainResult:
+    """Train ``config`` in ``workdir`` (resuming if it holds checkpoints) and validate.
+
+    Raises:
+      ConfigError: a config problem, found before anything is compiled.
+      NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
+    """
+    t0 = time.time()
+    workdir = Path(workdir)
+    parallel.maybe_initialize_distributed(bool(config.train.distributed))
+    validate_config(config, jax.device_count(), jax.process_count())
+    tc, main_host = config.train, jax.process_index() == 0
+
+    try:  # data errors are config errors: reported before any compilation
+        sampler = build_sampler(config.data, int(tc.seed))
+        val_pairs = build_val(config.data)
+    except (ValueError, FileNotFoundError, MemoryError, ImportError, RuntimeError) as e:
+        raise ConfigError(str(e)) from e
+    _say(f"data: train {describe(sampler.pairs)}; val {describe(val_pairs)}")
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    model = build_model(config.model)
+    steps = int(tc.steps)
+    tx, schedule = make_optimizer(config.optim, steps)
+    mesh = parallel.data_mesh()
+    rep, bsh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    init = jax.jit(functools.partial(create_train_state, model, tx, int(tc.seed), int(config.data.patch)), out_shardings=rep)
+    state = init()
+
+    manager = ckpt.checkpoint_manager(workdir, int(tc.keep), async_save=bool(tc.async_checkpoint))
+    latest = manager.latest_step()
+    if latest is not None:
+        state, how = _restore(manager, latest, state, sampler)
+        _say(f"{how} in {workdir}")
+    start = int(jax.device_get(state.step))
+    if main_host:  # after a successful restore, so a config that does not fit leaves config.json alone
+        _record_config(workdir, config)
+    if start >= steps:
+        _say(f"{workdir} is already at step {start} >= train.steps={steps}; raise train.steps to train further")
+
+    step_fn = jax.jit(
+        functools.partial(train_step, loss=tc.loss, schedule=schedule, peak=sampler.peak),
+        in_shardings=(rep, bsh),
+        out_shardings=(rep, rep),
+        donate_argnums=(0,),
+    )
+    validator = Validator(val_pairs, model.apply, config.eval.convention, int(config.eval.crop_border), int(config.eval.max_images))
+    writer = MetricWriter(workdir, enabled=main_host, resume_step=start)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    _say(f"model: {config.model.arch}/{config.model.kind}, {n_params:,} parameters; {jax.device_count()} device(s) "
+         f"({jax.devices()[0].platform}); steps {start} -> {steps}; workdir {workdir}")
+
+    pending: list[tuple[int, dict[str, jax.Array]]] = []
+    val: dict[str, float] = {}
+    bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True, disable=not (tc.progress and main_host))
+    t_log, n_log = time.time(), 0
+    try:
+        for step in range(start, steps):
+            local = local_slice(sampler.batch_at(step), jax.process_index(), jax.process_count())
+            state, metrics = step_fn(state, parallel.to_global(local, bsh))
+            done = step + 1
+            pending.append((done, metrics))
+            if len(pending) > 1:  # at most two steps in flight: an honest progress bar, still overlapped
+                pending[-2][1]["loss"].block_until_ready()
+            bar.update(1)
+            n_log += 1
+            is_last = done == steps
+            do_val = bool(val_pairs) and (is_last or (tc.val_every and done % tc.val_every == 0))
+            do_ckpt = is_last or done % tc.ckpt_every == 0
+            if not (do_val or do_ckpt or done % tc.log_every == 0):
+                continue
+            rows = _flush(pending)
+            now = time.time()
+            last = rows[-1][1]
+            rec = {**last, "loss": float(np.mean([m["loss"] for _, m in rows])), "steps_per_sec": n_log / max(now - t_log, 1e-9)}
+            writer.write(done, "train", rec)
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{last['lr']:.2e}", refresh=False)
+            t_log, n_log = now, 0
+            meta: dict[str, Any] = {"step": done, "data": sampler.state(done)}
+            if do_val:
+                val = validator(state.params)
+                writer.write(done, "val", val)
+                meta[ckpt.BEST_METRIC] = val["psnr"]
+                _say(f"step {done}: val PSNR {val['psnr']:.3f} dB (input {val['input_psnr']:.3f}, "
+                     f"gain {val['psnr_gain']:+.3f}), SSIM {val['ssim']:.4f} (input {val['input_ssim']:.4f})")
+                t_log = time.time()
+            if do_ckpt:
+                rest = {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
+                ckpt.save_checkpoint(manager, done, state.params, rest, meta)
+    except NonFiniteLossError as e:
+        bar.close()
+        manager.wait_until_finished()
+        good = manager.latest_step()
+        raise NonFiniteLossError(
+            f"{e}; training stopped. The last good checkpoint is "
+            + (f"step {good} in {workdir / ckpt.CHECKPOINT_DIR}" if good is not None else "none (no checkpoint was written)")
+            + ". Lower optim.lr or set optim.clip_norm."
+        ) from None
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+    seconds = time.time() - t0
+    if main_host and tc.curve:
+        plot_curve(read_records(workdir / METRICS_FILE), workdir / CURVE_FILE, title=str(workdir))
+    if val:
+        _say(f"done: {steps} steps in {seconds:.0f} s; val PSNR {val['psnr']:.3f} dB vs input {val['input_psnr']:.3f} dB "
+             f"({val['psnr_gain']:+.3f} dB); workdir {workdir}")
+    else:
+        _say(f"done: {steps} steps in {seconds:.0f} s; workdir {workdir}")
+    return TrainResult(state=state, step=int(jax.device_get(state.step)), val=val, workdir=workdir, seconds=seconds)
