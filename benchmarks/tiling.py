@@ -1,0 +1,232 @@
+"""Tiled inference benchmarks (issue 7); figures recorded in docs/ENHANCE.md.
+
+Commands (2-core CPU; each prints its figures)::
+
+    # 0. a briefly trained `small` x2 SR model (random init makes PSNR meaningless)
+    python benchmarks/tiling.py train --workdir runs/tiling_small_x2 --steps 700
+    # 1. tiled == whole image without instance norm, at the receptive margin
+    python benchmarks/tiling.py exact
+    # 2. Set5 x2, Y_M PSNR and time: paper mode (tile 96, stride 16) vs the default
+    python benchmarks/tiling.py set5 --checkpoint runs/tiling_small_x2
+    # 3. peak resident memory enhancing a 7680x4320 image (`small` preset)
+    python benchmarks/tiling.py memory --checkpoint runs/tiling_small_x2
+
+Expected: (1) max |tiled - whole| ~1e-7; (2) default within 0.02 dB of paper
+mode at >= 20x its speed; (3) peak RSS < 4 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+# --------------------------------------------------------------------------- 0. train
+
+
+def train(workdir: Path, steps: int, patch: int = 96, batch: int = 16, lr: float = 1e-3, seed: int = 0, save_every: int = 100) -> None:
+    """Minimal optax L1 loop: `small` BPP (with IN), x2 SR on T91; saved with ``save_model``."""
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+    import optax
+
+    from bppjax.checkpoint import save_model
+    from bppjax.data.pairs import sr_pairs
+    from bppjax.image.io import read_image
+    from bppjax.models.presets import build_model, preset
+
+    files = sorted((DATA / "T91").iterdir())
+    pairs = sr_pairs(((f.stem, read_image(f, dtype="uint8")) for f in files), scales=(2,))
+    pairs = [p for p in pairs if min(p.shape) >= patch]
+    cfg = ml_collections.ConfigDict(dict(model=preset("small"), data=dict(scales=(2,), patch=patch, batch=batch)))
+    model = build_model(cfg.model)
+    rng = np.random.default_rng(seed)
+    params = model.init(jax.random.key(seed), jnp.zeros((1, patch, patch, 3)))["params"]
+    sched = optax.cosine_decay_schedule(lr, steps, alpha=0.1)
+    opt = optax.adam(sched)
+    state = opt.init(params)
+
+    def loss_fn(p, x, y):
+        return jnp.mean(jnp.abs(model.apply({"params": p}, x) - y))
+
+    @jax.jit
+    def step(p, s, x, y):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+        upd, s = opt.update(g, s, p)
+        return optax.apply_updates(p, upd), s, loss
+
+    def sample() -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for _ in range(batch):
+            pr = pairs[rng.integers(len(pairs))]
+            h, w = pr.shape
+            i, j = 2 * rng.integers((h - patch) // 2 + 1), 2 * rng.integers((w - patch) // 2 + 1)
+            x, y = pr.input[i : i + patch, j : j + patch], pr.target[i : i + patch, j : j + patch]
+            k = rng.integers(8)
+            x, y = np.rot90(x, k % 4), np.rot90(y, k % 4)
+            if k >= 4:
+                x, y = x[:, ::-1], y[:, ::-1]
+            xs.append(x), ys.append(y)
+        return np.stack(xs).astype(np.float32) / 255, np.stack(ys).astype(np.float32) / 255
+
+    t0 = time.time()
+    for i in range(steps):
+        params, state, loss = step(params, state, *sample())
+        if i % 100 == 0 or i == steps - 1:
+            print(f"step {i:5d}  l1 {float(loss):.5f}  {time.time() - t0:6.0f} s", flush=True)
+        if (i + 1) % save_every == 0 and i + 1 < steps:
+            save_model(workdir, cfg, params, step=i + 1)  # usable if the run is cut short
+    save_model(workdir, cfg, params, step=steps)
+    print(f"saved {workdir} ({steps} steps, {time.time() - t0:.0f} s)")
+
+
+# --------------------------------------------------------------------------- 1. exact
+
+
+def exact(size: tuple[int, int] = (150, 190), tile: int = 96) -> dict:
+    """Tiled vs whole-image output of a no-IN `small` model (random weights), by margin."""
+    import jax
+
+    from bppjax.models.presets import build_model, preset
+    from bppjax.tiling import probe_receptive_margin, receptive_margin, tiled_inference
+
+    cfg = preset("small")
+    cfg.instance_norm = False
+    model = build_model(cfg)
+    x = np.random.default_rng(0).random((*size, 3), dtype=np.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x[None])["params"]
+    rng = np.random.default_rng(1)  # Gaussian weights, std 1/sqrt(fan-in): every path live
+    params = jax.tree.map(lambda s: (rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32), shapes)
+    whole = np.asarray(jax.jit(model.apply)({"params": params}, x[None]))[0]
+    r = receptive_margin(model)
+    rows = {"receptive_margin": r, "probe": probe_receptive_margin(model)}
+    for margin in (0, r // 2, r):
+        stride = (tile - 2 * r) // model.multiple * model.multiple
+        out = tiled_inference(model, params, x, tile=tile, stride=stride, margin=margin)
+        rows[f"max_abs_err_margin_{margin}"] = float(np.abs(out - whole).max())
+    print(json.dumps(rows, indent=1))
+    return rows
+
+
+# --------------------------------------------------------------------------- 2. set5
+
+
+def set5(checkpoint: Path, modes: Sequence[str], repeats: int = 1) -> list[dict]:
+    """Y_M PSNR (shave 2) and warm wall time per tiling setting on Set5 x2."""
+    from bppjax.checkpoint import load_model
+    from bppjax.data.pairs import sr_pairs
+    from bppjax.image.io import read_image
+    from bppjax.metrics import psnr
+    from bppjax.tiling import BATCH_PIXELS, make_apply_fn, plan_tiles, resolve_spec, tile_count, tiled_apply
+
+    loaded = load_model(checkpoint)
+    model, patch = loaded.model, int(loaded.config.data.patch)
+    pairs = sr_pairs(((f.stem, read_image(f, dtype="uint8")) for f in sorted((DATA / "Set5").glob("*.png"))), scales=(2,))
+    apply_fn = make_apply_fn(model, loaded.params)
+    results = []
+    base = float(np.mean([psnr(p.target, p.input, shave=2) for p in pairs]))
+    print(f"bicubic: {base:.3f} dB")
+    for name in modes:
+        mode, kw = _parse_setting(name)
+        spec = resolve_spec(model, mode, patch=patch, **kw)
+        outs, times, tiles, compiled = [], [], 0, set()
+        for p in pairs:
+            x = p.input.astype(np.float32) / 255
+            plan = plan_tiles(*(-(-n // model.multiple) * model.multiple for n in x.shape[:2]), spec, model.multiple)
+            shape = (plan.tile_h, plan.tile_w, min(spec.batch or BATCH_PIXELS // (plan.tile_h * plan.tile_w) or 1, plan.count))
+            if shape not in compiled:  # time warm runs only
+                tiled_apply(apply_fn, x, spec, multiple=model.multiple)
+                compiled.add(shape)
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                y = tiled_apply(apply_fn, x, spec, multiple=model.multiple)
+                best = min(best, time.perf_counter() - t0)
+            outs.append(np.clip(y, 0, 1)), times.append(best)
+            tiles += tile_count(*x.shape[:2], spec, model.multiple)
+        score = float(np.mean([psnr(p.target, y, shave=2) for p, y in zip(pairs, outs)]))
+        row = dict(setting=name, tile=spec.tile, stride=spec.stride, margin=spec.margin, tiles=tiles, psnr=score, seconds=sum(times))
+        results.append(row)
+        print(f"{name:28s} tiles {tiles:5d}  PSNR {score:.4f} dB  time {sum(times):7.2f} s", flush=True)
+    ref = next((r for r in results if r["setting"] == "paper"), None)
+    if ref:
+        for r in results:
+            print(f"{r['setting']:28s} dPSNR vs paper {r['psnr'] - ref['psnr']:+.4f} dB  speed-up {ref['seconds'] / r['seconds']:6.1f}x")
+    return results
+
+
+def _parse_setting(name: str) -> tuple[str, dict]:
+    """``auto``, ``paper``, ``whole`` or ``MODE:tile=T,stride=S,margin=M``."""
+    mode, _, rest = name.partition(":")
+    kw = {k: int(v) for k, v in (item.split("=") for item in rest.split(",") if item)}
+    return mode, kw
+
+
+# --------------------------------------------------------------------------- 3. memory
+
+
+def memory(checkpoint: Path, size: tuple[int, int] = (4320, 7680), scale: float = 1.0, extra: Sequence[str] = ()) -> dict:
+    """Enhance a synthetic 8K PNG with ``python -m bppjax.enhance`` in a child; its peak RSS."""
+    import tempfile
+
+    from PIL import Image
+
+    tmp = Path(tempfile.mkdtemp(prefix="bpp_8k_"))
+    src = sorted((DATA / "B100").glob("*.png"))[0]
+    h, w = int(round(size[0] / scale)), int(round(size[1] / scale))
+    Image.open(src).convert("RGB").resize((w, h), Image.BICUBIC).save(tmp / "big.png", compress_level=1)
+    cmd = [sys.executable, "-m", "bppjax.enhance", str(tmp / "big.png"), "--checkpoint", str(checkpoint), "--out", str(tmp / "out"), "--scale", str(scale), *extra]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - t0
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
+    out = Image.open(tmp / "out" / "big.png") if proc.returncode == 0 else None
+    row = dict(input=f"{w}x{h}", output=f"{out.size[0]}x{out.size[1]}" if out else None, rc=proc.returncode, wall_s=round(wall, 1), peak_rss_gb=round(peak_gb, 3))
+    print(proc.stdout[-2000:], proc.stderr[-2000:] if proc.returncode else "", sep="\n")
+    print(json.dumps(row))
+    return row
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--workdir", type=Path, default=Path("runs/tiling_small_x2"))
+    t.add_argument("--steps", type=int, default=700)
+    t.add_argument("--patch", type=int, default=96)
+    t.add_argument("--batch", type=int, default=16)
+    sub.add_parser("exact")
+    s = sub.add_parser("set5")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--modes", nargs="+", default=["paper", "auto"])
+    s.add_argument("--repeats", type=int, default=1)
+    m = sub.add_parser("memory")
+    m.add_argument("--checkpoint", type=Path, required=True)
+    m.add_argument("--scale", type=float, default=1.0, help="SR factor: the input is 7680x4320 / scale")
+    m.add_argument("extra", nargs="*", help="more enhance arguments, after --")
+    a = p.parse_args(argv)
+    if a.cmd == "train":
+        train(a.workdir, a.steps, a.patch, a.batch)
+    elif a.cmd == "exact":
+        exact()
+    elif a.cmd == "set5":
+        set5(a.checkpoint, a.modes, a.repeats)
+    else:
+        memory(a.checkpoint, scale=a.scale, extra=a.extra)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Enhance real images: ``python -m bppjax.enhance INPUT... --checkpoint WORKDIR --out DIR``.
+
+Examples::
+
+    python -m bppjax.enhance photo.jpg --checkpoint runs/sr_x2 --out enhanced/
+    python -m bppjax.enhance shots/ --checkpoint runs/sr_x2 --out big/ --scale 3.5
+    python -m bppjax.enhance scan.png --checkpoint runs/sr_x2 --out out/ --mode paper --self-ensemble
+
+Inputs are files or folders (their image files, not recursive). For SR models
+the image is first enlarged with MATLAB bicubic by ``--scale`` (default: the
+training scale in the workdir's config; any factor, fractional too) and the
+network restores it; ``--scale 1`` only enhances. Images go through the
+network by overlapping tiles (``bppjax.tiling``), so memory is bounded on any
+image size. Each output keeps its input's name, format and bit depth unless
+``--ext`` / ``--bit-depth`` say otherwise. Unreadable inputs are reported and
+skipped (exit status 1 at the end); an output never replaces an input unless
+``--overwrite``. The logic is importable: ``enhance(image, model, params)``
+for arrays, ``enhance_files`` for files. Full guide: docs/ENHANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import numpy as np
+
+from bppjax import tiling
+from bppjax.config_utils import split_overrides
+from bppjax.image.io import IMAGE_EXTENSIONS, bit_depth, read_image, to_float32, write_image
+from bppjax.image.resize import imresize
+
+PyTree = Any
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def enhance(
+    image: np.ndarray,
+    model: nn.Module,
+    params: PyTree,
+    *,
+    scale: float | None = None,
+    mode: str = "auto",
+    tile: int | None = None,
+    stride: int | None = None,
+    margin: int | None = None,
+    batch: int | None = None,
+    patch: int | None = None,
+    self_ensemble: bool = False,
+    progress: Any = None,
+) -> np.ndarray:
+    """Enhance (and for SR, enlarge) one image.
+
+    Args:
+      image: (H, W), (H, W, 1) or (H, W, 3); uint8, uint16 or float in [0, 1].
+      model, params: e.g. ``load_model(workdir).model`` and ``.params``.
+      scale: SR factor (> 0, fractional allowed); the image is bicubic-resized
+        (MATLAB ``imresize``, in its integer dtype as the training data were) to
+        ``ceil(scale * size)`` before the network. None or 1: no resize.
+      mode, tile, stride, margin, batch, patch: tiling (``bppjax.tiling.resolve_spec``);
+        ``patch`` is the training patch side used by ``mode="paper"``.
+      self_ensemble: average over the 8 flips/rotations (8x the time).
+      progress: tqdm-like bar advanced per tile.
+
+    Returns:
+      float32 in [0, 1], (H', W') or (H', W', C) with the input's channel count.
+    """
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 3)) or 0 in arr.shape:
+        raise ValueError(f"image must be (H, W), (H, W, 1) or (H, W, 3); got shape {arr.shape}")
+    if scale is not None and scale != 1:
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive number; got {scale!r}")
+        arr = imresize(arr, float(scale))
+    x = to_float32(arr)
+    grey = x.ndim == 2 or x.shape[-1] == 1
+    x = np.repeat(x.reshape(x.shape[0], x.shape[1], 1), 3, axis=-1) if grey else x
+    if np.issubdtype(np.asarray(image).dtype, np.floating) and not np.isfinite(x).all():
+        raise ValueError("image contains NaN or Inf values")
+
+    spec = tiling.resolve_spec(model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=patch)
+    apply_fn = tiling.make_apply_fn(model, params)
+    multiple = int(getattr(model, "multiple", 1))
+
+    def run(img: np.ndarray) -> np.ndarray:
+        return tiling.tiled_apply(apply_fn, np.ascontiguousarray(img), spec, multiple=multiple, progress=progress)
+
+    if self_ensemble:
+        from bppjax.evaluate import self_ensemble as x8  # local: the evaluation CLI's imports are heavier
+
+        run = x8(run)
+    y = run(x)
+    y = np.asarray(y, np.float32)
+    y = y if y.flags.writeable else y.copy()
+    np.clip(y, 0.0, 1.0, out=y)  # in place: an 8K float image is 400 MB
+    if grey:
+        y = y.mean(axis=-1)
+        return y if np.asarray(image).ndim == 2 else y[..., None]
+    return y
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One input file and where its output goes."""
+
+    source: Path
+    target: Path
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What happened to one input (``error`` is None on success)."""
+
+    source: Path
+    target: Path
+    seconds: float = 0.0
+    size_in: tuple[int, int] | None = None
+    size_out: tuple[int, int] | None = None
+    tiles: int = 0
+    error: str | None = None
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files named directly or found in the named folders, and problems with the names.
+
+    A named file is kept whatever its suffix (reading it reports a non-image);
+    folders contribute their files with an image suffix (``IMAGE_EXTENSIONS``), sorted.
+    """
+    files, problems = [], []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                problems.append((p, f"folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})"))
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            problems.append((p, "no such file or folder"))
+    return files, problems
+
+
+def plan_outputs(
+    files: Sequence[Path], out_dir: Path, *, ext: str | None = None, suffix: str = "", overwrite: bool = False
+) -> list[Job]:
+    """Output path for each input: ``out_dir/<stem><suffix><ext>``.
+
+    Raises:
+      ValueError: two inputs would write the same output, or an output is one of
+        the inputs (unless ``overwrite``).
+    """
+    if ext is not None:
+        ext = ext if ext.startswith(".") else "." + ext
+        if ext.lower() not in IMAGE_EXTENSIONS:
+            raise ValueError(f"--ext {ext!r} is not a supported image format; use one of {IMAGE_EXTENSIONS}")
+    inputs = {f.resolve() for f in files}
+    jobs, seen = [], {}
+    for f in files:
+        target = out_dir / f"{f.stem}{suffix}{ext or f.suffix}"
+        key = target.resolve()
+        if key in seen:
+            raise ValueError(f"{f} and {seen[key]} would both be written to {target}; use separate runs or --suffix")
+        if key in inputs and not overwrite:
+            raise ValueError(f"output {target} would overwrite an input; choose another --out, add --suffix, or pass --overwrite")
+        seen[key] = f
+        jobs.append(Job(f, target))
+    return jobs
+
+
+def output_depth(native: np.ndarray, requested: int | None, target: Path) -> int:
+    """Bit depth to write: the requested one, else the input's (8 for JPEG/BMP targets)."""
+    if requested is not None:
+        return requested
+    depth = bit_depth(native) if native.dtype in (np.uint8, np.uint16) else 16
+    return 8 if target.suffix.lower() in (".jpg", ".jpeg", ".bmp") else depth
+
+
+def enhance_files(
+    jobs: Sequence[Job],
+    model: nn.Module,
+    params: PyTree,
+    *,
+    depth: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    **options: Any,
+) -> list[Outcome]:
+    """Read, enhance and write each job; a failing image is recorded and skipped.
+
+    ``options`` go to ``enhance`` (scale, mode, tile, ...). Only problems with an
+    image itself (unreadable, too small, ...) are skipped; anything else raises.
+    """
+    from tqdm.auto import tqdm
+
+    log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))  # printed above the bars, not through them
+    outcomes = []
+    images = tqdm(jobs, desc="images", unit="img", disable=not progress)
+    tiles_bar = tqdm(desc="tiles", unit="tile", leave=False, disable=not progress, position=1)
+    try:
+        for job in images:
+            images.set_postfix_str(job.source.name)
+            outcomes.append(_enhance_one(job, model, params, depth, tiles_bar, log, options))
+    finally:
+        tiles_bar.close()
+        images.close()
+    return outcomes
+
+
+def _enhance_one(job: Job, model, params, depth, bar, log, options) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        native = read_image(job.source, dtype="native", channels=None)
+    except (OSError, ValueError) as e:
+        log(f"skipped {job.source}: {e}")
+        return Outcome(job.source, job.target, error=str(e))
+    counter = _TileCounter(bar)
+    try:
+        out = enhance(native, model, params, progress=counter, **options)
+    except ValueError as e:  # e.g. an image smaller than the model allows
+        log(f"skipped {job.source}: {e}")
+        return Outcome(job.source, job.target, size_in=native.shape[:2], error=str(e))
+    depth = output_depth(native, depth, job.target)
+    try:
+        write_image(job.target, quantise(out, depth), bit_depth=depth)
+    except (OSError, ValueError) as e:  # e.g. an unwritable folder: the other images still get written
+        log(f"could not write {job.target}: {e}")
+        return Outcome(job.source, job.target, size_in=native.shape[:2], error=f"write failed: {e}")
+    return Outcome(job.source, job.target, time.perf_counter() - t0, native.shape[:2], out.shape[:2], counter.count)
+
+
+def quantise(image: np.ndarray, depth: int, rows: int = 256) -> np.ndarray:
+    """Float [0, 1] -> uint8/uint16, rounding half up as ``write_image`` does, a band of rows at a time.
+
+    Why here: converting a whole 8K float image at once takes several float64
+    copies (over 2 GB); by bands the extra memory is a few tens of MB.
+    """
+    peak = 255 if depth == 8 else 65535
+    out = np.empty(image.shape, np.uint8 if depth == 8 else np.uint16)
+    for i in range(0, image.shape[0], rows):
+        band = image[i : i + rows].astype(np.float64)
+        out[i : i + rows] = np.clip(np.floor(band * peak + 0.5), 0, peak)
+    return out
+
+
+class _TileCounter:
+    """Forwards tile progress to a tqdm bar and counts the tiles."""
+
+    def __init__(self, bar: Any):
+        self.bar, self.count = bar, 0
+
+    def reset(self, total: int | None = None) -> None:
+        self.bar.reset(total=total)
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        self.bar.update(n)
+
+
+def summary(outcomes: Sequence[Outcome]) -> str:
+    """Per-image size, tiles and time, then totals.
+
+    The first image of each tile shape includes the network's compilation.
+    """
+    lines = [f"{'image':30s} {'in (WxH)':>11s} {'out (WxH)':>11s} {'tiles':>6s} {'seconds':>8s}"]
+    for o in outcomes:
+        if o.error:
+            lines.append(f"{o.source.name[:30]:30s} FAILED: {o.error}")
+            continue
+        size = lambda s: f"{s[1]}x{s[0]}"  # noqa: E731
+        lines.append(f"{o.source.name[:30]:30s} {size(o.size_in):>11s} {size(o.size_out):>11s} {o.tiles:6d} {o.seconds:8.2f}")
+    done = [o for o in outcomes if not o.error]
+    if done:
+        total = sum(o.seconds for o in done)
+        mpx = sum(o.size_out[0] * o.size_out[1] for o in done) / 1e6
+        lines.append(f"{len(done)} written, {len(outcomes) - len(done)} failed; {total:.1f} s, {total / len(done):.2f} s/image, {mpx / max(total, 1e-9):.3f} Mpx/s")
+    else:
+        lines.append(f"0 written, {len(outcomes)} failed")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def training_scale(config: Any) -> float | None:
+    """The SR factor a workdir was trained for (``data.scales`` or ``data.scale``), if it has one."""
+    data = config.get("data") if hasattr(config, "get") else None
+    if not data:
+        return None
+    scales = data.get("scales") or ([data.get("scale")] if data.get("scale") else [])
+    return float(scales[0]) if len(scales) == 1 else None
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    overrides, rest = split_overrides(argv)
+    p = argparse.ArgumentParser(
+        prog="python -m bppjax.enhance",
+        description="Enhance (or super-resolve) image files with a trained model, by overlapping tiles.",
+        epilog="Also: --config.KEY=VALUE overrides the workdir's config (passed to load_model). Guide: docs/ENHANCE.md",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="WORKDIR", help="workdir written by bppjax.train or save_model")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
+    p.add_argument("--scale", type=float, help="SR factor, fractional allowed (default: the training scale; 1: no resize)")
+    p.add_argument("--mode", choices=tiling.MODES, default="auto", help="tiling: auto (default), paper (training-size tiles, stride 16), whole")
+    p.add_argument("--tile", type=int, help="tile side in px (a multiple of the model's size multiple)")
+    p.add_argument("--stride", type=int, help="px between tile origins")
+    p.add_argument("--margin", type=int, help="px dropped at tile edges inside the image")
+    p.add_argument("--batch", type=int, help="tiles per network call")
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    p.add_argument("--ext", help="output format suffix (default: the input's)")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), help="output bit depth (default: the input's)")
+    p.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")
+    p.add_argument("--overwrite", action="store_true", help="allow an output to replace its input")
+    p.add_argument("--which", choices=("best", "latest"), default="best", help="checkpoint to load")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(rest), overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 all written, 1 some inputs failed, 2 bad arguments, checkpoint or config."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, overrides = parse_args(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name in ("tile", "stride", "batch"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            print(f"error: --{name} must be >= 1; got {v}", file=sys.stderr)
+            return 2
+    if args.scale is not None and not (np.isfinite(args.scale) and args.scale > 0):
+        print(f"error: --scale must be a positive number; got {args.scale}", file=sys.stderr)
+        return 2
+
+    files, problems = collect_inputs(args.inputs)
+    for path, msg in problems:
+        print(f"error: {path}: {msg}", file=sys.stderr)
+    try:
+        jobs = plan_outputs(files, args.out, ext=args.ext, suffix=args.suffix, overwrite=args.overwrite)
+        from bppjax.checkpoint import load_model  # after argument checks: imports Orbax
+
+        loaded = load_model(args.checkpoint, overrides, which=args.which)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    scale = args.scale if args.scale is not None else training_scale(loaded.config)
+    patch = loaded.config.get("data", {}).get("patch") if hasattr(loaded.config, "get") else None
+    options = dict(scale=scale, mode=args.mode, tile=args.tile, stride=args.stride, margin=args.margin, batch=args.batch,
+                   patch=int(patch) if patch else None, self_ensemble=args.self_ensemble)
+    try:  # a bad tile/stride is an argument error, found before any image is read
+        spec = tiling.resolve_spec(loaded.model, args.mode, tile=args.tile, stride=args.stride, margin=args.margin,
+                                   batch=args.batch, patch=options["patch"])
+        if spec.tile is not None:
+            big = 4 * spec.tile
+            tiling.plan_tiles(big, big, spec, int(getattr(loaded.model, "multiple", 1)))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tile_desc = "whole image" if spec.tile is None else f"tile {spec.tile}, stride {spec.stride}, margin {spec.margin}"
+    print(f"{loaded.config.model.get('arch', 'bpp')} from {args.checkpoint} (step {loaded.step}); "
+          f"scale {scale or 1:g}; {args.mode} tiling: {tile_desc}", file=sys.stderr)
+
+    outcomes = enhance_files(jobs, loaded.model, loaded.params, depth=args.bit_depth, progress=not args.quiet, **options)
+    missing = [Outcome(path, path, error=msg) for path, msg in problems]
+    print(summary(missing + outcomes))
+    return 1 if any(o.error is not None for o in missing + outcomes) else 0
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``bppjax.enhance(image, model, params)`` work whether ``bppjax.enhance`` is this module or the function.
+
+    Why: the package attribute and the submodule share a name; an eager
+    ``from bppjax.enhance import enhance`` in ``bppjax/__init__`` would make
+    ``python -m bppjax.enhance`` warn (runpy), a lazy one leaves the attribute
+    the module. Calling the module calls ``enhance``.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        return enhance(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""Overlapping-tile inference with Hamming-window blending.
+
+Why tiles: a whole 8K image does not fit in memory through BPP, and with
+instance norm (IN) the output depends on the statistics of everything the
+network sees, so the paper runs the network on overlapping patches the size
+of the training patches, 16 px apart, and blends them with Hamming weights.
+That is ~20-40x redundant; ``mode="auto"`` is the cheap default.
+
+How: the image is reflect-padded to a multiple of ``model.multiple`` (as the
+model itself would), tiles of one fixed shape are laid on a grid whose first
+and last tiles touch the image borders, and batches of tiles go through one
+jitted function (one compilation; the last batch is padded). Each tile's
+output is weighted by a separable window (Hamming over the part of the tile
+that is kept, zero over ``margin`` pixels at edges inside the image) and
+accumulated in NumPy as batches return, so memory is the image, the output
+and one batch of tiles. Tiles are generated lazily.
+
+Exactness: without IN, a pixel farther than ``receptive_margin(model)`` from
+every tile edge inside the image sees exactly what it sees in the whole image
+(tile origins are multiples of ``model.multiple``, so the pyramid aligns).
+With ``margin >= receptive_margin(model)`` the tiled output equals the
+whole-image output to float tolerance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bppjax.models.bpp import BPP
+from bppjax.models.resnet import ResNet
+
+PyTree = Any
+ApplyFn = Callable[[np.ndarray], Any]
+
+#: The paper's tile spacing (Sec. 5 of the spec): training-size patches 16 px apart.
+PAPER_STRIDE = 16
+#: Training patch side assumed when the config does not say (48 px LR patches, x2 SR).
+DEFAULT_PATCH = 96
+#: Tile side of ``mode="auto"``: big tiles make the overlap cheap (measured in docs/ENHANCE.md).
+AUTO_TILE = 512
+#: Overlap of neighbouring tiles in ``mode="auto"`` for models with IN, as a fraction of the tile.
+AUTO_OVERLAP = 0.25
+#: Pixels per batch of tiles when ``batch`` is not given (bounds activation memory).
+BATCH_PIXELS = 1 << 18
+MODES = ("auto", "paper", "whole")
+
+
+# --------------------------------------------------------------------------- receptive field
+
+
+def receptive_margin(model: nn.Module) -> int:
+    """Radius (px) of the input region that can influence one output pixel, IN aside.
+
+    Derived from the architecture by propagating, layer by layer, the interval
+    of input pixels each feature depends on (an upper bound, tight to a few px:
+    see ``probe_receptive_margin``). BPP's is large because its coarse levels
+    see 2^(L-1) px per step: 24 px for ``tiny``, 32 for ``small``, 164 for the
+    paper's network. Instance norm adds a global dependence on top of this.
+    """
+    if isinstance(model, ResNet):
+        return 2 * int(model.blocks) + 2  # head, 2 convs per block, tail: 1 px each
+    if isinstance(model, BPP) and _discrete_steps(model):
+        return _bpp_margin(model.levels, int(model.depth), model.down_projection == "eq2")
+    raise TypeError(
+        f"no receptive margin is known for {type(model).__name__} "
+        "(BPP, ResNet, and the ODE model with the causal Euler solver at dt=1 have one)"
+    )
+
+
+def _discrete_steps(model: BPP) -> bool:
+    # The ODE model (a BPP subclass) takes one step per block only with causal Euler at dt=1;
+    # other solvers take more (or adaptive) steps, each widening the support.
+    if not hasattr(model, "solver"):
+        return True
+    return model.solver == "causal_euler" and float(model.dt) == 1.0 and not model.adaptive
+
+
+def _bpp_margin(levels: int, depth: int, eq2: bool) -> int:
+    # r[l]: radius, in input pixels, of the support of one feature of level l,
+    # whose features sit every s[l] = 2^(L-1-l) input pixels.
+    s = [2 ** (levels - 1 - l) for l in range(levels)]
+    rx = [0] * levels
+    for l in range(levels - 1, 0, -1):
+        rx[l - 1] = rx[l] + 4 * s[l]  # Scaler: 9 taps, stride 2
+    rh = [rx[l] + s[l] for l in range(levels)]  # Analysis h: 3x3
+    rp = [0] + [rx[l - 1] + s[l - 1] for l in range(1, levels)]  # Analysis p: 3x3 on the level below
+    for t in range(depth):
+        for l in range(1, levels):
+            if eq2:
+                rp[l] = rh[l] + s[l]  # R: stride-2 3x3 conv
+            ru = max(rh[l - 1], rp[l])  # concat
+            rh[l] = max(rh[l], ru + s[l])  # h += P(u): stride-2 transposed 3x3
+            if not eq2 and t < depth - 1:
+                rp[l] = rh[l] + s[l]
+    return rh[-1] + 1  # Synthesis: 3x3
+
+
+def probe_receptive_margin(model: nn.Module, params: PyTree | None = None, size: int | None = None, seed: int = 0) -> int:
+    """Measured receptive radius: the farthest input pixel with a non-zero gradient of the centre output.
+
+    Runs ``model`` (IN switched off, jittered random init unless ``params``) on
+    a random image; a check of ``receptive_margin`` on small models (it can
+    only under-estimate, where a path cancels or a ReLU is off).
+    """
+    if isinstance(model, BPP) and model.instance_norm:
+        model = model.clone(instance_norm=False)
+    margin = receptive_margin(model)
+    m = getattr(model, "multiple", 1)
+    size = size or _round_up(2 * margin + 2 * m + 1, m)
+    x = jnp.asarray(np.random.default_rng(seed).random((1, size, size, 3), dtype=np.float32))
+    if params is None:
+        # Gaussian weights scaled by fan-in, not the model's init: that one leaves
+        # structural zeros (the Scalers' first bicubic tap), and compiling it is slow.
+        shapes = jax.eval_shape(model.init, jax.random.key(seed), x)["params"]
+        rng = np.random.default_rng(seed)
+        params = jax.tree.map(lambda s: _fan_in_normal(rng, s.shape), shapes)
+    c0 = _round_down(size // 2, m)
+
+    def pixel(img, c):
+        return jnp.sum(model.apply({"params": params}, img)[0, c, c])  # dynamic index: c stays traced
+
+    grad = jax.jit(jax.grad(pixel))  # c traced: one compilation
+    radius = 0
+    for c in range(c0, c0 + m):  # the support depends on the position modulo the pyramid's step
+        g = np.abs(np.asarray(grad(x, jnp.int32(c))[0])).sum(-1)
+        ys, xs = np.nonzero(g)
+        radius = max(radius, int(np.abs(ys - c).max()), int(np.abs(xs - c).max()))
+    return radius
+
+
+def _fan_in_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- tile grid
+
+
+@dataclasses.dataclass(frozen=True)
+class TileSpec:
+    """How to tile one image.
+
+    Attributes:
+      tile: tile side in px, or None for the whole image in one pass.
+      stride: distance between tile origins (px).
+      margin: px dropped at tile edges that lie inside the image.
+      batch: tiles per call of the network (None: ``BATCH_PIXELS`` worth).
+    """
+
+    tile: int | None
+    stride: int = 0
+    margin: int = 0
+    batch: int | None = None
+
+
+def axis_starts(length: int, tile: int, stride: int) -> np.ndarray:
+    """Tile origins along one axis: 0, stride, 2*stride, ..., and the last tile flush with the end."""
+    if tile >= length:
+        return np.zeros(1, np.int64)
+    starts = list(range(0, length - tile, stride)) + [length - tile]
+    return np.asarray(sorted(set(starts)), np.int64)
+
+
+def axis_window(start: int, tile: int, length: int, margin: int) -> tuple[int, int, np.ndarray]:
+    """Kept span [lo, hi) of a tile (tile coordinates) and its Hamming weights over it.
+
+    Edges on the image border keep their pixels (the tile sees the same border
+    as the whole image); edges inside the image drop ``margin`` px.
+    """
+    lo = 0 if start == 0 else margin
+    hi = tile if start + tile >= length else tile - margin
+    # np.hamming is 0.08 at its ends (positive), and [1.0] for a single pixel.
+    return lo, hi, np.hamming(hi - lo).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePlan:
+    """Tile grid over a (padded) image; windows are separable, so are the weight sums."""
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    ys: np.ndarray
+    xs: np.ndarray
+    margin: int
+
+    @property
+    def count(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def positions(self) -> Iterator[tuple[int, int]]:
+        """Tile origins in raster order, generated lazily."""
+        for y in self.ys:
+            for x in self.xs:
+                yield int(y), int(x)
+
+    def windows(self, axis: int) -> list[tuple[int, int, np.ndarray]]:
+        starts, tile, length = (self.ys, self.tile_h, self.height) if axis == 0 else (self.xs, self.tile_w, self.width)
+        return [axis_window(int(s), tile, length, self.margin) for s in starts]
+
+    def weight_sum(self, axis: int) -> np.ndarray:
+        """Sum of the windows along one axis; the 2-D weight sum is the outer product."""
+        starts, length = (self.ys, self.height) if axis == 0 else (self.xs, self.width)
+        total = np.zeros(length, np.float32)
+        for s, (lo, hi, w) in zip(starts, self.windows(axis)):
+            total[s + lo : s + hi] += w
+        return total
+
+
+def plan_tiles(height: int, width: int, spec: TileSpec, multiple: int = 1) -> TilePlan:
+    """Check a TileSpec against an image (already padded to ``multiple``) and lay the grid.
+
+    Raises:
+      ValueError: tile or stride not a multiple of ``multiple``, or a stride that
+        leaves pixels uncovered once ``margin`` is dropped from each tile.
+    """
+    if spec.tile is None:
+        return TilePlan(height, width, height, width, np.zeros(1, np.int64), np.zeros(1, np.int64), 0)
+    tile, stride, margin = int(spec.tile), int(spec.stride), int(spec.margin)
+    if tile < 1 or tile % multiple:
+        raise ValueError(f"tile={tile} must be a positive multiple of {multiple} (the model's size multiple)")
+    if stride < 1 or stride % multiple:
+        raise ValueError(f"stride={stride} must be a positive multiple of {multiple} (the model's size multiple)")
+    if margin < 0:
+        raise ValueError(f"margin={margin} must be >= 0")
+    th, tw = min(tile, height), min(tile, width)
+    for name, t, n in (("height", th, height), ("width", tw, width)):
+        if t < n and stride > t - 2 * margin:
+            raise ValueError(
+                f"stride={stride} leaves gaps along the image {name}: tiles of {t} px keep {t - 2 * margin} px "
+                f"after dropping margin={margin} on each side; use stride <= {t - 2 * margin} or a larger tile"
+            )
+    return TilePlan(height, width, th, tw, axis_starts(height, th, stride), axis_starts(width, tw, stride), margin)
+
+
+# --------------------------------------------------------------------------- specs and modes
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-int(n) // m) * m
+
+
+def _round_down(n: int, m: int) -> int:
+    return max(m, int(n) // m * m)
+
+
+def _has_margin(model: nn.Module) -> bool:
+    try:
+        receptive_margin(model)
+    except TypeError:
+        return False
+    return True
+
+
+def has_instance_norm(model: nn.Module) -> bool:
+    """Whether the output depends on global statistics (then tiles differ from the whole image)."""
+    return bool(getattr(model, "instance_norm", False))
+
+
+def resolve_spec(
+    model: nn.Module,
+    mode: str = "auto",
+    *,
+    tile: int | None = None,
+    stride: int | None = None,
+    margin: int | None = None,
+    batch: int | None = None,
+    patch: int | None = None,
+) -> TileSpec:
+    """The TileSpec of a named mode, with explicit ``tile``/``stride``/``margin`` taking precedence.
+
+    Modes:
+      auto: without IN, big tiles with ``margin = receptive_margin`` (exactly the
+        whole-image output, bounded memory); with IN, ``AUTO_TILE`` px tiles
+        overlapping by ``AUTO_OVERLAP``.
+      paper: training-size tiles (``patch``, default 96), stride 16, no margin.
+      whole: one pass over the whole image (unbounded memory).
+
+    Raises:
+      ValueError: unknown mode, or a tile smaller than the model allows.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown tiling mode {mode!r}; choose one of {MODES}")
+    m = int(getattr(model, "multiple", 1))
+    min_size = int(getattr(model, "min_size", 1))
+    if mode == "whole" and tile is None:
+        return TileSpec(None, batch=1)
+    if mode == "paper":
+        t, s, mg = int(patch or DEFAULT_PATCH), PAPER_STRIDE, 0
+    elif has_instance_norm(model) or not _has_margin(model):  # blend overlaps; not exact
+        t = AUTO_TILE if tile is None else int(tile)
+        s, mg = _round_down(t * (1 - AUTO_OVERLAP), m), 0
+    else:
+        r = receptive_margin(model)
+        t = max(AUTO_TILE, _round_up(6 * r, m)) if tile is None else int(tile)
+        mg = r if margin is None else int(margin)
+        s = _round_down(t - 2 * mg, m) if t - 2 * mg >= m else m
+    t = t if tile is None else int(tile)
+    s = s if stride is None else int(stride)
+    mg = mg if margin is None else int(margin)
+    if t < min_size or t % m:
+        raise ValueError(f"tile={t} is too small or misaligned for this model: it needs a multiple of {m}, at least {_round_up(min_size, m)}")
+    return TileSpec(t, s, mg, batch)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def make_apply_fn(model: nn.Module, params: PyTree) -> ApplyFn:
+    """A jitted ``tiles (B, h, w, 3) -> output`` closure; compiled once per tile shape."""
+    fn = _jitted_apply(model)
+    variables = {"params": params} if not (isinstance(params, dict) and "params" in params) else params
+    return lambda x: fn(variables, x)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_apply(model: nn.Module) -> Callable:
+    # Cached per module (Flax modules hash by their fields) so repeated calls
+    # and images with the same tile shape reuse one compilation.
+    return jax.jit(model.apply)
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Reflect-pad bottom/right to a multiple, as ``BPP`` does internally (no copy when aligned)."""
+    h, w = image.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return image
+    if ph >= h or pw >= w:
+        raise ValueError(f"image of size {h}x{w} is too small to reflect-pad to a multiple of {multiple}")
+    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+
+
+def tiled_apply(
+    apply_fn: ApplyFn,
+    image: np.ndarray,
+    spec: TileSpec,
+    *,
+    multiple: int = 1,
+    progress: Any = None,
+) -> np.ndarray:
+    """Run ``apply_fn`` over overlapping tiles of one HWC float image and blend the results.
+
+    Args:
+      apply_fn: maps a float32 batch (B, h, w, C) to a same-shaped batch
+        (e.g. ``make_apply_fn(model, params)``).
+      image: (H, W, C) float array.
+      spec: tile, stride, margin and batch (see ``resolve_spec``).
+      multiple: the model's size multiple; tiles start at multiples of it.
+      progress: a tqdm-like object with ``update(n)`` (and ``total``), or None.
+
+    Returns:
+      (H, W, C) float32 blended output.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"tiled_apply expects one (H, W, C) image; got shape {image.shape}")
+    h, w, c = image.shape
+    padded = pad_to_multiple(image, multiple)
+    plan = plan_tiles(padded.shape[0], padded.shape[1], spec, multiple)
+    batch = spec.batch or max(1, BATCH_PIXELS // (plan.tile_h * plan.tile_w))
+    batch = min(batch, plan.count)
+    if progress is not None and hasattr(progress, "reset"):
+        progress.reset(total=plan.count)
+
+    out = np.zeros((plan.height, plan.width, c), np.float32)
+    wy, wx = plan.windows(0), plan.windows(1)
+    row_of = {int(s): i for i, s in enumerate(plan.ys)}
+    col_of = {int(s): i for i, s in enumerate(plan.xs)}
+
+    def accumulate(positions: list[tuple[int, int]], result: Any) -> None:
+        pred = np.asarray(result)
+        if pred.shape[1:] != (plan.tile_h, plan.tile_w, c):
+            raise ValueError(f"apply_fn returned tiles of shape {pred.shape[1:]}, expected {(plan.tile_h, plan.tile_w, c)}")
+        for k, (y, x) in enumerate(positions):
+            ylo, yhi, wyk = wy[row_of[y]]
+            xlo, xhi, wxk = wx[col_of[x]]
+            out[y + ylo : y + yhi, x + xlo : x + xhi] += pred[k, ylo:yhi, xlo:xhi] * wyk[:, None, None] * wxk[None, :, None]
+        if progress is not None:
+            progress.update(len(positions))
+
+    pending = None
+    for positions in _batches(plan.positions(), batch):
+        tiles = np.zeros((batch, plan.tile_h, plan.tile_w, c), np.float32)  # fresh: the device may still read the last one
+        for k, (y, x) in enumerate(positions):
+            tiles[k] = padded[y : y + plan.tile_h, x : x + plan.tile_w]
+        result = apply_fn(tiles)  # dispatched asynchronously: blend the previous batch meanwhile
+        if pending is not None:
+            accumulate(*pending)
+        pending = (positions, result)
+    if pending is not None:
+        accumulate(*pending)
+
+    out /= plan.weight_sum(0)[:, None, None]
+    out /= plan.weight_sum(1)[None, :, None]
+    return out[:h, :w] if out.shape[:2] != (h, w) else out
+
+
+def _batches(items: Iterator[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    chunk: list[tuple[int, int]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def tiled_inference(
+    model: nn.Module,
+    params: PyTree,
+    image: np.ndarray,
+    mode: str = "auto",
+    *,
+    tile: int | None = None,
+    stride: int | None = None,
+    margin: int | None = None,
+    batch: int | None = None,
+    patch: int | None = None,
+    progress: Any = None,
+) -> np.ndarray:
+    """Enhance one (H, W, 3) float image with ``model`` by tiles (see ``resolve_spec`` for the modes)."""
+    spec = resolve_spec(model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=patch)
+    return tiled_apply(make_apply_fn(model, params), image, spec, multiple=int(getattr(model, "multiple", 1)), progress=progress)
+
+
+def tile_count(height: int, width: int, spec: TileSpec, multiple: int = 1) -> int:
+    """Number of tiles (network calls per tile) an image of this size takes."""
+    return plan_tiles(_round_up(height, multiple), _round_up(width, multiple), spec, multiple).count
+
+
+__all__ = [
+    "AUTO_OVERLAP", "AUTO_TILE", "DEFAULT_PATCH", "MODES", "PAPER_STRIDE", "TilePlan", "TileSpec", "axis_starts",
+    "axis_window", "has_instance_norm", "make_apply_fn", "pad_to_multiple", "plan_tiles", "probe_receptive_margin",
+    "receptive_margin", "resolve_spec", "tile_count", "tiled_apply", "tiled_inference",
+]

@@ -1,0 +1,138 @@
+"""``bppjax.enhance``: the array API and the command line, end to end on a tiny model."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from bppjax.checkpoint import save_model
+from bppjax.enhance import enhance, main, plan_outputs, quantise, summary, training_scale
+from bppjax.image.io import read_image, write_image
+from bppjax.models.presets import build_model, preset
+
+
+def random_params(model, seed: int = 0):
+    shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"]
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: (0.3 * rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32), shapes)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = build_model(preset("tiny"))
+    return model, random_params(model)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tiny):
+    """A loadable x2 SR workdir holding the tiny model (training patch 32)."""
+    path = tmp_path_factory.mktemp("ckpt")
+    config = ml_collections.ConfigDict(dict(model=preset("tiny"), data=dict(scales=(2,), patch=32)))
+    return save_model(path, config, tiny[1])
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A folder with an 8-bit RGB PNG, a 16-bit grey PNG, a JPEG and a corrupt file."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    write_image(folder / "rgb.png", rng.integers(0, 256, (20, 28, 3), dtype=np.uint8))
+    write_image(folder / "grey16.png", rng.integers(0, 65536, (18, 22, 1), dtype=np.uint16))
+    write_image(folder / "photo.jpg", rng.integers(0, 256, (16, 24, 3), dtype=np.uint8))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def test_enhance_array_sr_keeps_channels_and_takes_fractional_scales(tiny):
+    model, params = tiny
+    grey = np.random.default_rng(1).integers(0, 256, (17, 23), dtype=np.uint8)
+    out = enhance(grey, model, params, scale=1.5, tile=16, stride=8)
+    assert out.shape == (math.ceil(1.5 * 17), math.ceil(1.5 * 23)) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    rgb = np.random.default_rng(2).random((20, 20, 3), dtype=np.float32)
+    same = enhance(rgb, model, params, mode="whole")
+    assert same.shape == rgb.shape and np.abs(same - rgb).max() > 1e-3  # the network did something
+
+
+def test_enhance_self_ensemble_averages_eight_orientations(tiny):
+    model, params = tiny
+    x = np.random.default_rng(3).random((16, 24, 3), dtype=np.float32)
+    plain = enhance(x, model, params, mode="whole")
+    ens = enhance(x, model, params, mode="whole", self_ensemble=True)
+    assert ens.shape == plain.shape and 1e-6 < np.abs(ens - plain).max() < 0.5
+
+
+def test_enhance_rejects_bad_arrays(tiny):
+    model, params = tiny
+    with pytest.raises(ValueError, match="shape"):
+        enhance(np.zeros((8, 8, 2)), model, params)
+    with pytest.raises(ValueError, match="NaN"):
+        enhance(np.full((16, 16, 3), np.nan, np.float32), model, params)
+
+
+def test_cli_writes_each_image_in_its_format_and_skips_unreadable_ones(workdir, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main([str(images), "--checkpoint", str(workdir), "--out", str(out), "--quiet", "--tile", "16", "--stride", "8"])
+    assert rc == 1  # broken.png failed, the rest were written
+    err = capsys.readouterr()
+    assert "skipped" in err.err and "broken.png" in err.err
+    rgb = read_image(out / "rgb.png", dtype="native", channels=None)
+    assert rgb.shape == (40, 56, 3) and rgb.dtype == np.uint8  # x2: the workdir's training scale
+    grey = read_image(out / "grey16.png", dtype="native", channels=None)
+    assert grey.shape == (36, 44, 1) and grey.dtype == np.uint16
+    assert (out / "photo.jpg").is_file() and not (out / "broken.png").exists()
+    assert "3 written, 1 failed" in err.out and "s/image" in err.out
+
+
+def test_cli_scale_one_and_explicit_format(workdir, images, tmp_path):
+    out = tmp_path / "o"
+    rc = main([str(images / "rgb.png"), "--checkpoint", str(workdir), "--out", str(out), "--quiet", "--scale", "1", "--ext", "tif", "--bit-depth", "16"])
+    assert rc == 0
+    y = read_image(out / "rgb.tif", dtype="native")
+    assert y.shape == (20, 28, 3) and y.dtype == np.uint16
+
+
+def test_cli_never_overwrites_an_input_unless_asked(workdir, images, capsys):
+    before = (images / "rgb.png").read_bytes()
+    rc = main([str(images / "rgb.png"), "--checkpoint", str(workdir), "--out", str(images), "--quiet"])
+    assert rc == 2 and "overwrite an input" in capsys.readouterr().err
+    assert (images / "rgb.png").read_bytes() == before
+    assert main([str(images / "rgb.png"), "--checkpoint", str(workdir), "--out", str(images), "--quiet", "--overwrite"]) == 0
+    assert read_image(images / "rgb.png").shape == (40, 56, 3)
+
+
+def test_cli_reports_a_checkpoint_that_does_not_match_the_config(workdir, images, tmp_path, capsys):
+    rc = main([str(images / "rgb.png"), "--checkpoint", str(workdir), "--out", str(tmp_path / "x"), "--config.model.features=(8, 8, 16)"])
+    assert rc == 2 and "do not match the model config" in capsys.readouterr().err
+
+
+def test_cli_reports_a_tile_too_small_for_the_model(workdir, images, tmp_path, capsys):
+    rc = main([str(images / "rgb.png"), "--checkpoint", str(workdir), "--out", str(tmp_path / "x"), "--tile", "8"])
+    assert rc == 2 and "tile=8" in capsys.readouterr().err
+    rc = main([str(images / "rgb.png"), "--checkpoint", str(workdir), "--out", str(tmp_path / "x"), "--tile", "32", "--stride", "40"])
+    assert rc == 2 and "leaves gaps" in capsys.readouterr().err
+
+
+def test_plan_outputs_detects_name_clashes(tmp_path):
+    a, b = tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"
+    with pytest.raises(ValueError, match="both be written"):
+        plan_outputs([a, b], tmp_path / "out")
+    jobs = plan_outputs([a], tmp_path / "out", ext="jpg", suffix="_x2")
+    assert jobs[0].target == tmp_path / "out" / "x_x2.jpg"
+
+
+def test_quantise_matches_write_image_rounding():
+    x = np.array([[[0.0, 0.5, 1 / 255], [0.999, 1.2, -0.1]]], np.float32)
+    np.testing.assert_array_equal(quantise(x, 8), [[[0, 128, 1], [255, 255, 0]]])
+    assert quantise(x, 16).dtype == np.uint16
+
+
+def test_training_scale_reads_the_config():
+    assert training_scale(ml_collections.ConfigDict(dict(data=dict(scales=(3,))))) == 3.0
+    assert training_scale(ml_collections.ConfigDict(dict(data=dict(scales=(2, 3))))) is None
+    assert training_scale(ml_collections.ConfigDict(dict(model=dict()))) is None
+    assert summary([]).endswith("0 written, 0 failed")

@@ -1,0 +1,143 @@
+"""Tiled inference: grid, weights, receptive margin, and exactness without instance norm."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from bppjax.models.presets import build_model, preset
+from bppjax.tiling import (
+    PAPER_STRIDE,
+    TileSpec,
+    axis_starts,
+    plan_tiles,
+    probe_receptive_margin,
+    receptive_margin,
+    resolve_spec,
+    tiled_apply,
+    tiled_inference,
+)
+
+
+def _no_in_tiny():
+    cfg = preset("tiny")
+    cfg.instance_norm = False
+    return build_model(cfg)
+
+
+def random_params(model, seed: int = 0, size: int = 32):
+    """Gaussian weights (std 1/sqrt(fan-in)): every path of the receptive field is live, and no slow init."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, size, size, 3), np.float32))["params"]
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: (rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32), shapes)
+
+
+@pytest.fixture(scope="module")
+def tiny_no_in():
+    model = _no_in_tiny()
+    return model, random_params(model)
+
+
+@pytest.mark.parametrize("length,tile,stride", [(75, 32, 8), (64, 64, 16), (40, 64, 16), (100, 24, 24), (97, 32, 12)])
+def test_axis_starts_cover_the_axis_flush_with_both_borders(length, tile, stride):
+    starts = axis_starts(length, tile, stride)
+    assert starts[0] == 0
+    assert starts[-1] == max(length - tile, 0)
+    assert np.all(np.diff(starts) > 0) and np.all(np.diff(starts) <= stride)
+
+
+def test_every_pixel_gets_positive_weight_with_and_without_margin():
+    for spec in (TileSpec(96, PAPER_STRIDE, 0), TileSpec(64, 16, 24), TileSpec(32, 32, 0)):
+        plan = plan_tiles(232, 348, spec, multiple=4)
+        wy, wx = plan.weight_sum(0), plan.weight_sum(1)
+        assert wy.shape == (232,) and wx.shape == (348,)
+        assert wy.min() >= 0.08 - 1e-6 and wx.min() >= 0.08 - 1e-6  # Hamming's end value
+
+
+def test_stride_that_leaves_gaps_after_the_margin_is_an_error():
+    with pytest.raises(ValueError, match="stride=24 leaves gaps"):
+        plan_tiles(200, 200, TileSpec(64, 24, 24), multiple=4)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        plan_tiles(200, 200, TileSpec(62, 16, 0), multiple=4)
+
+
+@pytest.mark.parametrize("spec", [TileSpec(32, 8, 0), TileSpec(32, 16, 8, batch=5), TileSpec(None)])
+def test_identity_network_reconstructs_the_image_and_batches_have_one_shape(spec):
+    """Weights are normalised: blending copies of the input gives the input back, on any size."""
+    img = np.random.default_rng(0).random((45, 70, 3), dtype=np.float32)
+    shapes = []
+
+    def identity(tiles):
+        shapes.append(tiles.shape)
+        return tiles
+
+    out = tiled_apply(identity, img, spec, multiple=4)
+    np.testing.assert_allclose(out, img, atol=1e-6)
+    assert len(set(shapes)) == 1  # fixed shape, last batch padded: one compilation
+    if spec.batch:
+        plan = plan_tiles(48, 72, spec, multiple=4)
+        assert len(shapes) == -(-plan.count // spec.batch) and shapes[0][0] == spec.batch
+
+
+def test_blending_uses_hamming_weights():
+    """Two tiles returning constants 0 and 1: the blend follows their Hamming windows."""
+    img = np.zeros((16, 48, 1), np.float32)
+    calls = iter([0.0, 1.0])
+    out = tiled_apply(lambda t: np.stack([np.full(t.shape[1:], next(calls), np.float32) for _ in t]), img, TileSpec(32, 16, 0, batch=1))
+    w = np.hamming(32)
+    expected_mid = w[:16] / (w[:16] + w[16:])  # column 16+k: tile 0 weight w[16+k], tile 1 weight w[k]
+    np.testing.assert_allclose(out[0, 16:32, 0], expected_mid, atol=1e-6)
+    np.testing.assert_allclose(out[:, :16], 0, atol=1e-6)
+    np.testing.assert_allclose(out[:, 32:], 1, atol=1e-6)
+
+
+def test_receptive_margin_is_the_measured_one():
+    """The derived bound equals the gradient probe (so it is tight), for BPP and ResNet."""
+    model = _no_in_tiny()
+    assert receptive_margin(model) == probe_receptive_margin(model) == 24
+    resnet = build_model(preset("resnet_tiny"))
+    assert receptive_margin(resnet) == probe_receptive_margin(resnet) == 6
+    assert receptive_margin(build_model(preset("paper"))) == 164
+
+
+def test_tiled_equals_whole_image_without_instance_norm(tiny_no_in):
+    """Odd size, many tiles, a padded last batch: equal to float tolerance at the receptive margin."""
+    model, params = tiny_no_in
+    x = np.random.default_rng(2).random((75, 93, 3), dtype=np.float32)
+    whole = np.asarray(model.apply({"params": params}, x[None]))[0]
+    r = receptive_margin(model)
+    tiled = tiled_inference(model, params, x, tile=64, stride=16, margin=r, batch=3)
+    assert np.abs(whole - x).max() > 0.1  # the network does change the image
+    np.testing.assert_allclose(tiled, whole, atol=2e-6)
+    # The margin is what makes it exact: a third of it leaves visible seams.
+    rough = tiled_inference(model, params, x, tile=64, stride=16, margin=r // 3, batch=3)
+    assert np.abs(rough - whole).max() > 1e-3
+
+
+def test_auto_mode_is_exact_without_in_and_overlapping_with_in():
+    no_in = resolve_spec(_no_in_tiny())
+    assert no_in.margin == 24 and no_in.stride <= no_in.tile - 2 * no_in.margin
+    with_in = resolve_spec(build_model(preset("tiny")))
+    assert with_in.margin == 0 and with_in.stride < with_in.tile
+    paper = resolve_spec(build_model(preset("tiny")), "paper", patch=48)
+    assert (paper.tile, paper.stride, paper.margin) == (48, PAPER_STRIDE, 0)
+    assert resolve_spec(build_model(preset("tiny")), "whole").tile is None
+
+
+def test_ode_model_is_exact_only_when_it_steps_like_the_blocks():
+    cfg = preset("tiny")
+    cfg.instance_norm, cfg.kind = False, "ode"
+    assert resolve_spec(build_model(cfg)).margin == 24  # causal Euler, dt=1: the discrete network
+    cfg.ode.dt = 0.5  # twice the steps: a wider support, no known margin -> overlapping blend
+    with pytest.raises(TypeError, match="no receptive margin"):
+        receptive_margin(build_model(cfg))
+    assert resolve_spec(build_model(cfg)).margin == 0
+
+
+def test_tile_smaller_than_the_model_allows_is_a_clear_error():
+    model = build_model(preset("tiny"))  # 3 levels: multiple 4, min size 10
+    with pytest.raises(ValueError, match="tile=8 .*at least 12"):
+        resolve_spec(model, tile=8)
+    with pytest.raises(ValueError, match="unknown tiling mode"):
+        resolve_spec(model, "fast")
