@@ -14,7 +14,8 @@ from bppjax.models.bpp import BICUBIC_HALF_TAPS
 
 def _init(model, shape=(1, 24, 24, 3), seed=0):
     x = jax.random.uniform(jax.random.key(seed), shape)
-    return model.init(jax.random.key(1), x)["params"], x
+    # The "rbg" generator: XLA:CPU compiles threefry initialisers ~6x slower.
+    return model.init(jax.random.key(1, impl="rbg"), x)["params"], x
 
 
 def _n(params) -> int:
