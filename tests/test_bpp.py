@@ -114,7 +114,7 @@ def test_lowest_level_never_changes():
 
 
 def _loss_and_grad(model, params, x):
-    return jax.value_and_grad(lambda p: jnp.mean(jnp.abs(model.apply({"params": p}, x) - 0.5)))(params)
+    return jax.jit(jax.value_and_grad(lambda p: jnp.mean(jnp.abs(model.apply({"params": p}, x) - 0.5))))(params)
 
 
 def test_remat_same_outputs_and_gradients():
