@@ -3,10 +3,20 @@
 Curated API::
 
     import bppjax
-    cfg = bppjax.preset("paper")          # or "small", "tiny", "resnet_small", ...
-    model = bppjax.build_model(cfg)        # a Flax module: model.init / model.apply
+    cfg = bppjax.preset("paper")              # or "small", "tiny", "resnet_small", ...
+    model = bppjax.build_model(cfg)            # a Flax module: model.init / model.apply
+    m = bppjax.load_model("runs/default")      # a trained workdir: .model, .params, .config
+    y = bppjax.enhance(image, m.model, m.params, scale=2)
+
+Everything else lives in subpackages: ``bppjax.image`` (I/O, MATLAB bicubic,
+degradations), ``bppjax.metrics``, ``bppjax.training``, ``bppjax.tiling``,
+``bppjax.analysis`` and ``bppjax.models.ode``.
 """
 
+import importlib
+from typing import Any
+
+from bppjax.checkpoint import LoadedModel, load_model, save_model
 from bppjax.models import (
     BPP,
     PRESETS,
@@ -22,10 +32,21 @@ from bppjax.models import (
     model_config,
     preset,
 )
+from bppjax.training import train_and_evaluate
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing bppjax.enhance eagerly makes ``python -m bppjax.enhance``
+    # warn; the module is callable as the function ``enhance``.
+    if name == "enhance":
+        return importlib.import_module("bppjax.enhance")
+    raise AttributeError(f"module 'bppjax' has no attribute {name!r}")
+
+
 __all__ = [
-    "BPP", "PRESETS", "Analysis", "Downscale", "FluxBlock", "FluxUnit", "ResNet", "Scaler",
-    "Synthesis", "Upscale", "build_model", "model_config", "preset",
+    "BPP", "PRESETS", "Analysis", "Downscale", "FluxBlock", "FluxUnit", "LoadedModel", "ResNet", "Scaler",
+    "Synthesis", "Upscale", "build_model", "enhance", "load_model", "model_config", "preset", "save_model",
+    "train_and_evaluate",
 ]
