@@ -35,7 +35,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
             remat="none",
             dirac_noise=1e-3,
             resnet=dict(width=64, blocks=16, res_scale=1.0),
-            ode=dict(solver="causal_euler", dt=1.0, time="piecewise", adjoint="recursive", rtol=1e-3, atol=1e-4, max_steps=4096),
+            ode=dict(solver="causal_euler", dt=1.0, time="piecewise", adaptive=False, adjoint="recursive", rtol=1e-3, atol=1e-4, max_steps=4096),
         )
     )
     for k, v in overrides.items():

@@ -1,0 +1,205 @@
+"""The continuous-time BPP (bppjax.models.ode, bppjax.models.solvers).
+
+Compiling a diffeqsolve dominates these tests' time, so each test compiles as
+few solves as it can: one block (or ``time="linear"``, a single solve) and
+tiny images.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bppjax.models.ode as ode
+from bppjax.models.bpp import BPP
+from bppjax.models.ode import BPPODE, build_ode_model
+from bppjax.models.presets import build_model, model_config
+from bppjax.models.solvers import ScaleCausalEuler, count_evaluations, make_solver
+
+FEATURES = (8, 6, 4)  # distinct widths catch level mix-ups
+
+
+def _rel(a, b) -> float:
+    fa = jnp.concatenate([jnp.ravel(l) for l in jax.tree.leaves(a)])
+    fb = jnp.concatenate([jnp.ravel(l) for l in jax.tree.leaves(b)])
+    return float(jnp.linalg.norm(fa - fb) / jnp.linalg.norm(fb))
+
+
+def _image(shape=(1, 16, 16, 3), seed=1):
+    return jax.random.uniform(jax.random.key(seed), shape)
+
+
+def _params(depth: int, x, down_projection="carried"):
+    return BPP(features=FEATURES, depth=depth, down_projection=down_projection).init(jax.random.key(0), x)["params"]
+
+
+def _ode(depth: int, **kw) -> BPPODE:
+    return BPPODE(features=FEATURES, depth=depth, **kw)
+
+
+def _loss(model, x):
+    return lambda p: jnp.mean(jnp.abs(model.apply({"params": p}, x) - 0.5 * x))
+
+
+@pytest.mark.parametrize("down_projection", ["carried", "eq2"])
+def test_causal_euler_dt1_is_the_discrete_network(down_projection):
+    # Odd sizes exercise the shared reflect padding; depth 2 the block switching
+    # and (carried) the last block without R.
+    x = _image((2, 18, 14, 3))
+    depth = 2
+    discrete = BPP(features=FEATURES, depth=depth, down_projection=down_projection)
+    cont = _ode(depth, down_projection=down_projection, solver="causal_euler", dt=1.0)
+    params = discrete.init(jax.random.key(0), x)["params"]
+    y_d, st_d = discrete.apply({"params": params}, x, mutable=["intermediates"])
+    y_c, st_c = cont.apply({"params": params}, x, mutable=["intermediates"])
+    assert y_c.shape == x.shape
+    assert _rel(y_c - x, y_d - x) < 1e-5
+    assert int(st_c["intermediates"]["nfe"][0]) == depth
+    for t in range(depth):
+        n_d = st_d["intermediates"][f"block_{t:02d}"]["update_norms"][0]
+        n_c = st_c["intermediates"][f"block_{t:02d}"]["update_norms"][0]
+        assert n_c.shape == (len(FEATURES), 2)
+        np.testing.assert_allclose(n_c, n_d, rtol=1e-5, atol=1e-6)
+    # Plain Euler at dt = 1 is the Jacobi sweep: a different network.
+    y_j = _ode(depth, down_projection=down_projection, solver="euler", dt=1.0).apply({"params": params}, x)
+    assert _rel(y_j - x, y_d - x) > 1e-3
+    # The ODE model's own parameters load into the discrete network: one tree.
+    p_ode = cont.init(jax.random.key(0), x)["params"]
+    assert jax.tree.structure(p_ode) == jax.tree.structure(params)
+    assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(p_ode), jax.tree.leaves(params)))
+    if down_projection == "carried":
+        g_d = jax.grad(_loss(discrete, x))(params)
+        g_c = jax.grad(_loss(cont, x))(params)
+        assert _rel(g_c, g_d) < 1e-5
+
+
+def test_euler_converges_at_first_order_to_tsit5():
+    x = _image()
+    depth = 2
+    params = _params(depth, x)
+    ref_model = _ode(depth, time="linear", solver="tsit5", adaptive=True, dt=0.25, rtol=1e-6, atol=1e-7)
+    ref = ref_model.apply({"params": params}, x)
+    errs = [float(jnp.linalg.norm(_ode(depth, time="linear", solver="euler", dt=dt).apply({"params": params}, x) - ref))
+            for dt in (0.5, 0.25, 0.125)]
+    ratios = [errs[i] / errs[i + 1] for i in range(len(errs) - 1)]
+    assert all(1.6 < r < 2.4 for r in ratios), (errs, ratios)
+
+
+def test_adjoints_give_finite_agreeing_gradients():
+    x = _image()
+    depth = 2
+    params = _params(depth, x)
+    kw = dict(time="linear", solver="heun", dt=0.25)
+    g_rec = jax.grad(_loss(_ode(depth, adjoint="recursive", **kw), x))(params)
+    g_back = jax.grad(_loss(_ode(depth, adjoint="backsolve", **kw), x))(params)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(g_back))
+    assert float(jnp.linalg.norm(g_rec["block_01"]["unit_2"]["upscale"]["conv"]["kernel"])) > 0
+    assert _rel(g_back, g_rec) < 1e-2
+
+
+def _null_space_perturbation(params, x, scale: float = 0.2):
+    """A perturbation of x that the top scaler maps to zero (invisible to the coarser pyramid)."""
+    from bppjax.models.bpp import Scaler
+
+    top = f"scaler_{len(FEATURES) - 1}"
+    shape = x.shape[1:]
+
+    def down(v):
+        return Scaler(3).apply({"params": params[top]}, v.reshape((1,) + shape)).ravel()
+
+    jac = np.asarray(jax.jacfwd(down)(jnp.zeros(int(np.prod(shape)))), np.float64)
+    _, s, vt = np.linalg.svd(jac)
+    null = vt[len(s):]  # rows spanning the null space
+    coef = np.random.default_rng(0).standard_normal(len(null))
+    delta = (coef @ null).reshape((1,) + shape)
+    delta *= scale * float(jnp.linalg.norm(x)) / np.linalg.norm(delta)
+    assert np.linalg.norm(jac @ delta.ravel()) < 1e-5 * np.linalg.norm(delta)
+    return jnp.asarray(delta, jnp.float32)
+
+
+def test_scale_causality_and_fixed_lowest_level():
+    x = _image()
+    depth = 2
+    params = _params(depth, x)
+    ts = (0.0, 0.5, 1.0, 1.5, 2.0)
+    model = _ode(depth, solver="heun", dt=0.5, trajectory_ts=ts)
+    delta = _null_space_perturbation(params, x)
+
+    def states(inp):
+        _, st = model.apply({"params": params}, inp, mutable=["intermediates"])
+        traj = st["intermediates"]["trajectory"][0]
+        np.testing.assert_allclose(traj["t"], ts)
+        return traj["h"]
+
+    h, h_pert = states(x), states(x + delta)
+    for level in range(len(FEATURES) - 1):
+        assert _rel(h_pert[level], h[level]) < 1e-5, level
+    assert _rel(h_pert[-1], h[-1]) > 1e-2
+    # h_0 never moves; the levels above it do.
+    np.testing.assert_allclose(h[0], jnp.broadcast_to(h[0][:1], h[0].shape), rtol=0, atol=1e-6)
+    assert float(jnp.max(jnp.abs(h[1][-1] - h[1][0]))) > 1e-3
+
+
+def test_evaluation_count_matches_the_vector_field_calls(monkeypatch):
+    x = _image()
+    params = _params(1, x)
+    calls = [0]
+    field_call = ode.FluxField.__call__
+
+    def counted(self, t, y, args):
+        jax.debug.callback(lambda: calls.__setitem__(0, calls[0] + 1))
+        return field_call(self, t, y, args)
+
+    monkeypatch.setattr(ode.FluxField, "__call__", counted)
+    for kw, expected in [(dict(solver="tsit5", dt=0.5), 1 + 6 * 2), (dict(solver="heun", adaptive=True, dt=0.5, rtol=1e-4, atol=1e-6), None)]:
+        calls[0] = 0
+        y, st = _ode(1, **kw).apply({"params": params}, x, mutable=["intermediates"])
+        jax.block_until_ready(y)
+        nfe = int(st["intermediates"]["nfe"][0])
+        if expected is not None:
+            assert nfe == calls[0] == expected
+        else:  # Heun is not FSAL: exact even with rejected steps
+            assert nfe == calls[0] and nfe > 4
+    assert int(count_evaluations(make_solver("dopri5"), 10)) == 61
+    assert int(count_evaluations(ScaleCausalEuler(), 10)) == 10
+
+
+def test_scale_causal_sweep_costs_one_field_evaluation():
+    # The sweep evaluates the field once per component; dead-code elimination must
+    # leave one evaluation's worth of work, as for plain Euler.
+    x = _image()
+    params = _params(1, x)
+    flops = {}
+    for solver in ("euler", "causal_euler"):
+        compiled = jax.jit(_ode(1, solver=solver).apply).lower({"params": params}, x).compile()
+        flops[solver] = float(compiled.cost_analysis()["flops"])
+    assert abs(flops["causal_euler"] / flops["euler"] - 1) < 0.02, flops
+
+
+def test_config_drives_the_ode_model_and_freeze_mode():
+    cfg = model_config(levels=3, features=FEATURES, depth=1, kind="ode")
+    cfg.ode.solver, cfg.ode.dt = "midpoint", 0.5
+    model = build_model(cfg)
+    assert isinstance(model, BPPODE) and model.solver == "midpoint" and model.dt == 0.5 and model.adjoint == "recursive"
+    for key, value in [("solver", "rk99"), ("time", "cubic"), ("adjoint", "magic"), ("dt", 0.0)]:
+        bad = model_config(levels=3, features=FEATURES, depth=1, kind="ode")
+        bad.ode[key] = value
+        with pytest.raises(ValueError, match=f"model.ode.{key}"):
+            build_model(bad).init(jax.random.key(0), _image())
+    bad = model_config(levels=3, features=FEATURES, depth=1, kind="ode")
+    bad.ode.adaptive = True  # causal_euler has no error estimate
+    with pytest.raises(ValueError, match="adaptive"):
+        build_model(bad).init(jax.random.key(0), _image())
+
+    x = _image()
+    params = _params(1, x)
+    frozen = build_ode_model(cfg, freeze=True)
+    y = model.apply({"params": params}, x)
+    # Freeze mode changes only what gradients see, never the forward value.
+    np.testing.assert_allclose(frozen.apply({"params": params}, x), y, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="'frozen'"):
+        frozen.apply({"params": params}, x, mutable=["frozen"])
+    with pytest.raises(ValueError, match="3 \\(RGB\\) channels"):
+        model.apply({"params": params}, jnp.zeros((1, 16, 16, 4)))
