@@ -83,19 +83,3 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     return config
 
 
-
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Load ``path/to/config.py[:variant]`` by calling its ``get_config([variant])``."""
-    import importlib.util
-    from pathlib import Path
-
-    path, _, variant = spec.partition(":")
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    module_spec = importlib.util.spec_from_file_location(f"bppjax_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"config file {path} defines no get_config()")
-    return module.get_config(variant) if variant else module.get_config()

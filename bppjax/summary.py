@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bppjax.config_utils import apply_overrides, load_config_file, split_overrides
+from bppjax.config_utils import apply_overrides, split_overrides
 from bppjax.models.presets import PRESETS, build_model, preset, validate_model_config
+from bppjax.training.config import load_config_file
 
 
 def count_params(params: Any) -> int:

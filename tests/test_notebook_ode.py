@@ -5,33 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+from _notebook import code_cells_are_clean, execute
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "discrete_vs_ode.ipynb"
 FIGURES = ("training.png", "solvers.png", "cost.png", "trajectories.png")
 
 
-def with_parameters(nb: nbformat.NotebookNode, values: dict) -> nbformat.NotebookNode:
-    """Insert a cell after the one tagged ``parameters`` (papermill's convention)."""
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
-    return nb
-
-
 def test_notebook_is_committed_without_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    code = code_cells_are_clean(NOTEBOOK)
     assert "parameters" in code[0].metadata.get("tags", [])
 
 
 @pytest.mark.slow
 def test_notebook_executes_tiny_setting(tmp_path):
-    nb = with_parameters(nbformat.read(NOTEBOOK, as_version=4), {"SETTING": "tiny", "OUT_DIR": str(tmp_path)})
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    execute(NOTEBOOK, {"SETTING": "tiny", "OUT_DIR": str(tmp_path)}, tmp_path)
     for name in FIGURES:
         assert (tmp_path / name).stat().st_size > 5000, name
     r = json.loads((tmp_path / "results.json").read_text())
