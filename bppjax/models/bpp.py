@@ -103,6 +103,10 @@ class Upscale(nn.Module):
 
     @nn.compact
     def __call__(self, h_lower: Array, p: Array) -> Array:
+        if not self.freeze:
+            # One fused op, same numbers: fewer memory passes (layers.norm_relu_conv_up).
+            prenorm = "in" if self.instance_norm else "relu"
+            return ConvUp(self.features, self.dtype, self.kernel_init, prenorm, name="conv")(h_lower, p)
         u = jnp.concatenate([h_lower.astype(self.dtype), p.astype(self.dtype)], axis=-1)
         u = NormReLU(self.instance_norm, self.freeze, name="act")(u)
         return ConvUp(self.features, dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(u)
@@ -268,26 +272,45 @@ class BPP(nn.Module):
             name=f"block_{t:02d}",
         )
 
+    def check(self) -> None:
+        """Validate hyper-parameters (subclasses add their own)."""
+        check_config(self)
+
+    def evolve(self, h: Sequence[Array], p: Sequence[Array | None]) -> Sequence[Array]:
+        """Depth dynamics from the initial states to the final ones: D flux blocks.
+
+        The continuous-time model (``bppjax.models.ode.BPPODE``) overrides this
+        with an ODE solve over the same parameters.
+        """
+        for t in range(self.depth):
+            h, p = self.block(t)(h, p)
+        return h
+
     @nn.compact
     def __call__(self, x: Array) -> Array:
         """Enhance a batch (B, H, W, 3) float images; any H, W (reflect-padded internally)."""
-        check_config(self)
+        self.check()
         validate_input(x, min_size=1)
         x = x.astype(jnp.float32)
         H, W = x.shape[1], x.shape[2]
-        m = self.multiple
-        ph, pw = (-H) % m, (-W) % m
-        if min(H + ph, W + pw) < self.min_size:
-            raise ValueError(f"BPP input of size {H}x{W} is too small; {self.levels} levels need at least {self.min_size}x{self.min_size}")
-        if ph or pw:
-            if ph >= H or pw >= W:
-                raise ValueError(f"BPP input of size {H}x{W} is too small to reflect-pad to a multiple of {m}")
-            x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect")
+        x = pad_to_multiple(x, self.multiple, self.min_size, self.levels)
         h, p = self.states(x)
-        for t in range(self.depth):
-            h, p = self.block(t)(h, p)
+        h = self.evolve(h, p)
         y = Synthesis(name="synthesis")(h[-1], x)
         return y[:, :H, :W]
+
+
+def pad_to_multiple(x: Array, m: int, min_size: int, levels: int) -> Array:
+    """Reflect-pad H and W at the bottom/right to a multiple of ``m`` = 2^(L-1)."""
+    H, W = x.shape[1], x.shape[2]
+    ph, pw = (-H) % m, (-W) % m
+    if min(H + ph, W + pw) < min_size:
+        raise ValueError(f"BPP input of size {H}x{W} is too small; {levels} levels need at least {min_size}x{min_size}")
+    if ph or pw:
+        if ph >= H or pw >= W:
+            raise ValueError(f"BPP input of size {H}x{W} is too small to reflect-pad to a multiple of {m}")
+        x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect")
+    return x
 
 
 def check_config(m: BPP) -> None:

@@ -3,15 +3,28 @@
 Everything is NHWC. Kernels are stored in float32 and cast to the compute dtype
 at use, so bfloat16 training keeps float32 master weights.
 
-The stride-2 transposed convolution carries a custom VJP: XLA:CPU differentiates
-``lhs_dilation`` convolutions very slowly (PERF_NOTES.md), so its gradients are
-written as an ordinary stride-2 convolution (input gradient) and nine GEMMs
-(weight gradient).
+Two operations carry custom VJPs, both for speed on XLA:CPU (measurements in
+``docs/PERFORMANCE.md``):
+
+* ``conv_up``, the stride-2 3x3 transposed convolution: XLA:CPU differentiates
+  ``lhs_dilation`` convolutions very slowly (``PERF_NOTES.md``), so the input
+  gradient is an ordinary stride-2 convolution and the weight gradient nine
+  GEMMs. Its forward pass is chosen by width: four stride-1 convolutions on the
+  low-resolution grid (one per output phase, no multiplications by the zeros
+  of the dilated input) for narrow outputs, the dilated convolution otherwise.
+* ``norm_relu_conv_up``, the whole upscale ``conv_up(ReLU(IN(concat(parts))))``:
+  instance-norm statistics are taken per part, the concatenation is fused into
+  the normalisation, and the backward pass is written out by hand. Autodiff of
+  the unfused chain spends more time moving memory than multiplying.
+
+All backward passes are linear in the cotangent (``jax.linear_transpose``
+works on them, which LinearScope relies on).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -24,6 +37,8 @@ Initializer = Callable[..., Array]
 
 _DN = ("NHWC", "HWIO", "NHWC")
 IN_EPS = 1e-5
+#: Below this many output channels ``conv_up`` uses the phase decomposition (measured on 2-core CPUs).
+PHASES_BELOW_CHANNELS = 64
 
 
 def conv2d(x: Array, kernel: Array, stride: int = 1) -> Array:
@@ -33,33 +48,54 @@ def conv2d(x: Array, kernel: Array, stride: int = 1) -> Array:
     return lax.conv_general_dilated(x, kernel, (stride, stride), pad, dimension_numbers=_DN)
 
 
-def _conv_up_impl(u: Array, kernel: Array) -> Array:
-    # ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1) written as a
-    # conv over the zero-dilated input: output is exactly 2H x 2W.
-    return lax.conv_general_dilated(
-        u, kernel, (1, 1), ((1, 2), (1, 2)), lhs_dilation=(2, 2), dimension_numbers=_DN
-    )
+# --------------------------------------------------------------------------- transposed convolution
 
 
-@jax.custom_vjp
-def conv_up(u: Array, kernel: Array) -> Array:
-    """Stride-2 3x3 transposed convolution (x2 upscale), kernel HWIO (3, 3, Cin, Cout)."""
-    return _conv_up_impl(u, kernel)
+def conv_up_dilated(u: Array, kernel: Array) -> Array:
+    """ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1) as a conv over the zero-dilated input.
+
+    This is the definition of ``kernel``'s layout: output ``y[o] = sum_j D[o + j] kernel[j]``
+    per axis, ``D`` the input dilated by 2 and padded (1, 2). Output is exactly 2H x 2W.
+    """
+    return lax.conv_general_dilated(u, kernel, (1, 1), ((1, 2), (1, 2)), lhs_dilation=(2, 2), dimension_numbers=_DN)
 
 
-def _conv_up_fwd(u: Array, kernel: Array):
-    return _conv_up_impl(u, kernel), (u, kernel)
+def conv_up_phases(u: Array, kernel: Array) -> Array:
+    """The same map as ``conv_up_dilated`` as four stride-1 convolutions on the input grid.
+
+    Per axis, even outputs ``y[2m]`` see ``u[m]`` through tap 1, odd outputs
+    ``y[2m+1]`` see ``u[m]`` and ``u[m+1]`` through taps 0 and 2. So each of the
+    four output phases is a 1x1, 1x2, 2x1 or 2x2 convolution, and the results
+    are interleaved: 9 multiply-adds per input pixel and channel pair, as in a
+    transposed convolution that skips the zeros.
+    """
+    b, h, w, _ = u.shape
+    conv = lambda k, pad: lax.conv_general_dilated(u, k, (1, 1), pad, dimension_numbers=_DN)  # noqa: E731
+    ee = conv(kernel[1:2, 1:2], ((0, 0), (0, 0)))
+    eo = conv(kernel[1:2, 0::2], ((0, 0), (0, 1)))
+    oe = conv(kernel[0::2, 1:2], ((0, 1), (0, 0)))
+    oo = conv(kernel[0::2, 0::2], ((0, 1), (0, 1)))
+    y = jnp.stack([jnp.stack([ee, eo], 3), jnp.stack([oe, oo], 3)], 2)  # b, h, 2, w, 2, c
+    return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
 
 
-def _conv_up_bwd(res, g: Array):
-    u, kernel = res
-    # Along one axis: y[o] = sum_k D[o + k] K[k], D the input dilated by 2 and
-    # padded (1, 2); so u[i] meets g[2i + 1 - k] through tap k.
+def _conv_up_forward(u: Array, kernel: Array) -> Array:
+    # Narrow outputs (the top level's 48 channels) waste most of a dilated conv's
+    # work on XLA:CPU; wide ones run faster through its transposed-conv kernel.
+    if kernel.shape[-1] < PHASES_BELOW_CHANNELS:
+        return conv_up_phases(u, kernel)
+    return conv_up_dilated(u, kernel)
+
+
+def _conv_up_grads(u: Array, kernel: Array, g: Array) -> tuple[Array, Array]:
+    """(du, dkernel) of ``conv_up`` at ``(u, kernel)`` for the output cotangent ``g``."""
+    # Per axis u[i] meets g[2i + 1 - k] through tap k.
     g_pad = jnp.pad(g, ((0, 0), (1, 0), (1, 0), (0, 0)))
     # Input gradient: du[i] = sum_m g[2i - 1 + m] K[2 - m]: a stride-2 conv.
     k_flip = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
     du = lax.conv_general_dilated(g_pad, k_flip, (2, 2), "VALID", dimension_numbers=_DN)
-    # Weight gradient: dK[k] = sum_i u[i] (x) g[2i + 1 - k]: one GEMM per tap.
+    # Weight gradient: dK[k] = sum_i u[i] (x) g[2i + 1 - k]: one GEMM per tap
+    # (measured as fast as one GEMM on the nine taps concatenated, and leaner).
     h, w = u.shape[1], u.shape[2]
     taps = []
     for ky in range(3):
@@ -73,11 +109,27 @@ def _conv_up_bwd(res, g: Array):
             )
             row.append(jnp.einsum("bhwi,bhwo->io", u, gs, preferred_element_type=jnp.float32))
         taps.append(jnp.stack(row))
-    dk = jnp.stack(taps).astype(kernel.dtype)
-    return du.astype(u.dtype), dk
+    return du.astype(u.dtype), jnp.stack(taps).astype(kernel.dtype)
+
+
+@jax.custom_vjp
+def conv_up(u: Array, kernel: Array) -> Array:
+    """Stride-2 3x3 transposed convolution (x2 upscale), kernel HWIO (3, 3, Cin, Cout)."""
+    return _conv_up_forward(u, kernel)
+
+
+def _conv_up_fwd(u: Array, kernel: Array):
+    return _conv_up_forward(u, kernel), (u, kernel)
+
+
+def _conv_up_bwd(res, g: Array):
+    return _conv_up_grads(*res, g)
 
 
 conv_up.defvjp(_conv_up_fwd, _conv_up_bwd)
+
+
+# --------------------------------------------------------------------------- instance norm
 
 
 def instance_norm(x: Array, eps: float = IN_EPS) -> Array:
@@ -86,6 +138,90 @@ def instance_norm(x: Array, eps: float = IN_EPS) -> Array:
     mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
     var = jnp.var(x32, axis=(1, 2), keepdims=True)
     return ((x32 - mean) * lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+def _stats_dtype(x: Array) -> Dtype:
+    return jnp.promote_types(x.dtype, jnp.float32)  # float32 for bfloat16, float64 stays float64
+
+
+def _in_stats(x: Array, eps: float) -> tuple[Array, Array]:
+    """Mean and 1/std over H x W, two passes (as ``jnp.var``: no cancellation)."""
+    xf = x.astype(_stats_dtype(x))
+    mean = jnp.mean(xf, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(xf - mean), axis=(1, 2), keepdims=True)
+    return mean, lax.rsqrt(var + eps)
+
+
+def _concat_channels(parts: Sequence[Array]) -> Array:
+    """Channel concatenation as zero-pad + add: XLA:CPU fuses that into the producers' loop."""
+    total = sum(a.shape[-1] for a in parts)
+    out, offset = None, 0
+    for a in parts:
+        c = a.shape[-1]
+        a = jnp.pad(a, ((0, 0),) * (a.ndim - 1) + ((offset, total - offset - c),))
+        out = a if out is None else out + a
+        offset += c
+    return out
+
+
+def _norm_relu(x: Array, stats: tuple[Array, Array] | None, dtype: Dtype) -> Array:
+    xf = x.astype(_stats_dtype(x))
+    if stats is not None:
+        mean, rstd = stats
+        # x*r - m*r rather than (x - m)*r: XLA would otherwise materialise x - m
+        # once and share it with the variance reduction (an extra memory pass).
+        xf = xf * rstd - mean * rstd
+    return jnp.maximum(xf, 0).astype(dtype)
+
+
+def _norm_relu_backward(x: Array, stats: tuple[Array, Array] | None, gu: Array) -> Array:
+    """Gradient of ``ReLU(IN(x))`` (or ``ReLU(x)``) for the output cotangent ``gu``."""
+    xf = x.astype(_stats_dtype(x))
+    gu = gu.astype(xf.dtype)
+    if stats is None:
+        return jnp.where(xf > 0, gu, 0).astype(x.dtype)
+    mean, rstd = stats
+    xhat = (xf - mean) * rstd
+    gm = jnp.where(xhat > 0, gu, 0)
+    s1 = jnp.mean(gm, axis=(1, 2), keepdims=True)
+    s2 = jnp.mean(gm * xhat, axis=(1, 2), keepdims=True)
+    return (rstd * (gm - s1 - xhat * s2)).astype(x.dtype)
+
+
+def _nrcu_forward(parts, kernel, instance_norm, eps):
+    stats = tuple(_in_stats(x, eps) if instance_norm else None for x in parts)
+    u = _concat_channels([_norm_relu(x, s, kernel.dtype) for x, s in zip(parts, stats)])
+    return _conv_up_forward(u, kernel), (parts, stats, u, kernel)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def norm_relu_conv_up(parts: tuple[Array, ...], kernel: Array, instance_norm: bool = True, eps: float = IN_EPS) -> Array:
+    """``conv_up(ReLU(IN(concat(parts, -1))), kernel)`` in one fused op (IN optional).
+
+    IN is per channel, so the statistics of each part are its own; the parts
+    are never concatenated before normalisation, and the backward pass reuses
+    the block states (``parts``) and the conv input ``u`` instead of the
+    intermediates autodiff would keep.
+    """
+    return _nrcu_forward(parts, kernel, instance_norm, eps)[0]
+
+
+def _nrcu_fwd(parts, kernel, instance_norm, eps):
+    return _nrcu_forward(parts, kernel, instance_norm, eps)
+
+
+def _nrcu_bwd(instance_norm, eps, res, g):
+    parts, stats, u, kernel = res
+    du, dk = _conv_up_grads(u, kernel, g)
+    dparts, offset = [], 0
+    for x, s in zip(parts, stats):
+        c = x.shape[-1]
+        dparts.append(_norm_relu_backward(x, s, du[..., offset:offset + c]))
+        offset += c
+    return tuple(dparts), dk
+
+
+norm_relu_conv_up.defvjp(_nrcu_fwd, _nrcu_bwd)
 
 
 class NormReLU(nn.Module):
@@ -165,13 +301,40 @@ class Conv(nn.Module):
 
 
 class ConvUp(nn.Module):
-    """Stride-2 3x3 transposed convolution (bias-free): H x W -> 2H x 2W."""
+    """Stride-2 3x3 transposed convolution (bias-free): H x W -> 2H x 2W.
+
+    With ``prenorm`` set ("in": ReLU(IN(.)), "relu": ReLU) it takes the parts of
+    its input separately and computes ``conv_up(prenorm(concat(xs)))`` as the
+    fused ``norm_relu_conv_up``; the kernel (and the parameter tree) is the same.
+    """
 
     features: int
     dtype: Dtype = jnp.float32
     kernel_init: Initializer = nn.initializers.lecun_normal()
+    prenorm: str | None = None
+    eps: float = IN_EPS
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
-        kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
-        return conv_up(x.astype(self.dtype), kernel.astype(self.dtype))
+    def __call__(self, *xs: Array) -> Array:
+        cin = sum(x.shape[-1] for x in xs)
+        kernel = self.param("kernel", self.kernel_init, (3, 3, cin, self.features)).astype(self.dtype)
+        if self.prenorm is None:
+            x = xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=-1)
+            return conv_up(x.astype(self.dtype), kernel)
+        if self.prenorm not in ("in", "relu"):
+            raise ValueError(f"ConvUp.prenorm must be None, 'in' or 'relu'; got {self.prenorm!r}")
+        parts = tuple(x.astype(self.dtype) for x in xs)
+        return norm_relu_conv_up(parts, kernel, self.prenorm == "in", self.eps)
+
+
+def compiler_options(remat: str = "none") -> dict[str, str]:
+    """XLA options for jitting a training step of a model with this ``remat`` setting.
+
+    On CPU, XLA's default scheduler orders work for concurrency and runs the
+    recomputation of checkpointed blocks early, so ``remat: block`` saves no
+    memory; the memory-optimised scheduler recovers part of the saving. Pass the
+    result as ``jax.jit(..., compiler_options=...)``; it is empty where not needed.
+    """
+    if remat != "none" and jax.default_backend() == "cpu":
+        return {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+    return {}

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import ml_collections
 from jaxtyping import Array, Float, Int
 
-from bppjax.models.bpp import BPP, DTYPES, FluxBlock, FluxUnit, Synthesis, check_config, validate_input
+from bppjax.models.bpp import BPP, DTYPES, FluxBlock, FluxUnit, check_config
 from bppjax.models.solvers import ADAPTIVE, ADJOINTS, SOLVERS, count_evaluations, make_adjoint, make_solver
 
 TIMES = ("piecewise", "linear")
@@ -312,17 +312,13 @@ class BPPODE(BPP):
                 "(non-mutable) and take JVPs/VJPs at the input."
             )
 
-    @nn.compact
-    def __call__(self, x: Float[Array, "b h w 3"]) -> Float[Array, "b h w 3"]:
-        """Enhance a batch (B, H, W, 3); any H, W (reflect-padded internally), as BPP."""
+    def check(self) -> None:
         check_config(self)
         check_ode_config(self)
         self._check_frozen()
-        validate_input(x, min_size=1)
-        x = x.astype(jnp.float32)
-        H, W = x.shape[1], x.shape[2]
-        x = _pad_to_multiple(x, self.multiple, self.min_size, self.levels)
-        h, p = self.states(x)
+
+    def evolve(self, h: list[Array], p: list[Array | None]) -> list[Array]:
+        """The flux blocks replaced by an ODE solve over t in [0, D] (same parameters)."""
         if self.is_initializing():
             self._create_block_params(h, p)
         eq2 = self.down_projection == "eq2"
@@ -332,9 +328,7 @@ class BPPODE(BPP):
         sol = integrate(self.field(), pack_state(h, p, eq2), blocks, self.settings, sorted(save))
         if record:
             self._sow(sol, eq2)
-        h_end, _ = unpack_state(sol.y1, self.levels, eq2)
-        y = Synthesis(name="synthesis")(h_end[-1], x)
-        return y[:, :H, :W]
+        return unpack_state(sol.y1, self.levels, eq2)[0]
 
     def _sow(self, sol: Solution, eq2: bool) -> None:
         self.sow("intermediates", "nfe", sol.nfe)
@@ -345,19 +339,6 @@ class BPPODE(BPP):
             ts = sorted({float(t) for t in self.trajectory_ts})
             levels = tuple(jnp.stack([hs[t][l] for t in ts]) for l in range(self.levels))
             self.sow("intermediates", "trajectory", {"t": jnp.asarray(ts, jnp.float32), "h": levels})
-
-
-def _pad_to_multiple(x: Array, m: int, min_size: int, levels: int) -> Array:
-    """BPP's input padding: reflect-pad H, W to a multiple of 2^(L-1), same errors."""
-    H, W = x.shape[1], x.shape[2]
-    ph, pw = (-H) % m, (-W) % m
-    if min(H + ph, W + pw) < min_size:
-        raise ValueError(f"BPP input of size {H}x{W} is too small; {levels} levels need at least {min_size}x{min_size}")
-    if ph or pw:
-        if ph >= H or pw >= W:
-            raise ValueError(f"BPP input of size {H}x{W} is too small to reflect-pad to a multiple of {m}")
-        x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect")
-    return x
 
 
 def check_ode_config(m: BPPODE) -> None:

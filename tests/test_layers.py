@@ -1,0 +1,145 @@
+"""Layers with hand-written gradients, checked against plain autodiff and finite differences."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+from bppjax.models import build_model, preset
+from bppjax.models import layers as L
+
+
+def _rand(key, shape, dtype=jnp.float32):
+    return jax.random.normal(jax.random.key(key), shape, dtype)
+
+
+def _reference_conv_up(u, kernel):
+    """The defining correlation with the zero-dilated input, through another JAX entry point.
+
+    ``lax.conv_transpose`` (``transpose_kernel=False``) dilates the input and pads
+    it (1, 2): the map ``layers.conv_up_dilated`` documents. Its equality with
+    PyTorch's ``ConvTranspose2d`` is checked in ``test_torch_reference.py``.
+    """
+    return lax.conv_transpose(u, kernel, (2, 2), ((1, 2), (1, 2)), dimension_numbers=L._DN)
+
+
+def _reference_norm_relu_conv_up(parts, kernel, instance_norm=True, eps=L.IN_EPS):
+    """The unfused chain, differentiated by JAX."""
+    u = jnp.concatenate(parts, axis=-1)
+    if instance_norm:
+        mean = jnp.mean(u, axis=(1, 2), keepdims=True)
+        u = (u - mean) * lax.rsqrt(jnp.var(u, axis=(1, 2), keepdims=True) + eps)
+    return _reference_conv_up(jnp.maximum(u, 0), kernel)
+
+
+SHAPES = [(1, 4, 4, 3, 5), (2, 5, 3, 8, 48), (2, 3, 6, 4, 96)]  # b, h, w, cin, cout
+
+
+@pytest.mark.parametrize("b, h, w, cin, cout", SHAPES)
+def test_conv_up_forms_agree(b, h, w, cin, cout):
+    u, k = _rand(0, (b, h, w, cin)), _rand(1, (3, 3, cin, cout))
+    ref = _reference_conv_up(u, k)
+    assert ref.shape == (b, 2 * h, 2 * w, cout)
+    np.testing.assert_allclose(L.conv_up_dilated(u, k), ref, atol=1e-4)
+    np.testing.assert_allclose(L.conv_up_phases(u, k), ref, atol=1e-4)
+    np.testing.assert_allclose(jax.jit(L.conv_up)(u, k), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("b, h, w, cin, cout", SHAPES)
+def test_conv_up_gradients_match_autodiff(b, h, w, cin, cout):
+    u, k, g = _rand(0, (b, h, w, cin)), _rand(1, (3, 3, cin, cout)), _rand(2, (b, 2 * h, 2 * w, cout))
+    got = jax.vjp(L.conv_up, u, k)[1](g)
+    want = jax.vjp(_reference_conv_up, u, k)[1](g)
+    for a, e in zip(got, want):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
+
+
+def _parts(b=2, h=5, w=4, widths=(3, 5), seed=0):
+    # Offsets and scales per part, so that the instance norm has something to remove.
+    return tuple(2.0 * _rand(seed + i, (b, h, w, c)) + (i + 1.5) for i, c in enumerate(widths))
+
+
+@pytest.mark.parametrize("instance_norm", [True, False])
+@pytest.mark.parametrize("widths, cout", [((3, 5), 4), ((8, 8), 48), ((6,), 96)])
+def test_norm_relu_conv_up_matches_unfused(instance_norm, widths, cout):
+    parts = _parts(widths=widths)
+    k = _rand(9, (3, 3, sum(widths), cout))
+    got = jax.jit(L.norm_relu_conv_up, static_argnums=(2, 3))(parts, k, instance_norm, L.IN_EPS)
+    np.testing.assert_allclose(got, _reference_norm_relu_conv_up(parts, k, instance_norm), atol=1e-4)
+
+
+@pytest.mark.parametrize("instance_norm", [True, False])
+@pytest.mark.parametrize("widths, cout", [((3, 5), 4), ((8, 8), 48)])
+def test_norm_relu_conv_up_gradients_match_autodiff(instance_norm, widths, cout):
+    parts = _parts(widths=widths)
+    k = _rand(9, (3, 3, sum(widths), cout))
+    y, vjp = jax.vjp(lambda p, k: L.norm_relu_conv_up(p, k, instance_norm), parts, k)
+    g = _rand(11, y.shape)
+    got = vjp(g)
+    want = jax.vjp(lambda p, k: _reference_norm_relu_conv_up(p, k, instance_norm), parts, k)[1](g)
+    for a, e in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4 * float(jnp.abs(e).max()))
+
+
+def test_gradients_by_finite_differences():
+    """float64 finite differences: the custom VJPs against the definition, not against another VJP."""
+    with jax.enable_x64(True):
+        u = jax.random.normal(jax.random.key(0), (1, 3, 4, 2), jnp.float64)
+        k = jax.random.normal(jax.random.key(1), (3, 3, 2, 3), jnp.float64)
+        check_grads(L.conv_up, (u, k), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+        parts = tuple(jax.random.normal(jax.random.key(i + 2), (2, 3, 3, c), jnp.float64) + i for i, c in enumerate((2, 3)))
+        k2 = jax.random.normal(jax.random.key(5), (3, 3, 5, 2), jnp.float64)
+        for instance_norm in (True, False):
+            f = lambda p0, p1, k: L.norm_relu_conv_up((p0, p1), k, instance_norm)  # noqa: E731
+            check_grads(f, (*parts, k2), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+def test_backward_passes_are_linear_in_the_cotangent():
+    """LinearScope transposes VJPs (``jax.linear_transpose``); it must see linear primitives only."""
+    parts, k = _parts(widths=(3, 5)), _rand(9, (3, 3, 8, 4))
+    y, vjp = jax.vjp(lambda p, k: L.norm_relu_conv_up(p, k), parts, k)
+    t = jax.linear_transpose(vjp, y)
+    (back,) = t((tuple(jnp.ones_like(p) for p in parts), jnp.ones_like(k)))
+    assert back.shape == y.shape and bool(jnp.all(jnp.isfinite(back)))
+
+
+def test_bfloat16_close_to_float32():
+    parts, k = _parts(widths=(8, 8)), _rand(9, (3, 3, 16, 48)) * 0.1
+    y32 = L.norm_relu_conv_up(parts, k)
+    y16 = L.norm_relu_conv_up(tuple(p.astype(jnp.bfloat16) for p in parts), k.astype(jnp.bfloat16))
+    assert y16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y16, np.float32), y32, atol=0.05 * float(jnp.abs(y32).max()))
+    g = jax.grad(lambda p: jnp.sum(L.norm_relu_conv_up(p, k.astype(jnp.bfloat16)).astype(jnp.float32)))(
+        tuple(p.astype(jnp.bfloat16) for p in parts))
+    assert all(a.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(a))) for a in g)
+
+
+@pytest.mark.parametrize("instance_norm", [True, False])
+def test_fused_model_path_equals_unfused_path(instance_norm):
+    """BPP's fused upscale (no freeze) against the unfused one (LinearScope's record mode)."""
+    cfg = preset("tiny")
+    cfg.instance_norm = instance_norm
+    cfg.dirac_noise = 0.1
+    x = jax.random.uniform(jax.random.key(0), (2, 24, 16, 3))
+    model = build_model(cfg)
+    params = model.init(jax.random.key(1), x)["params"]
+    y = model.apply({"params": params}, x)
+    frozen = build_model(cfg, freeze=True)
+    assert jax.tree.structure(frozen.init(jax.random.key(1), x)["params"]) == jax.tree.structure(params)
+    y_unfused, _ = frozen.apply({"params": params}, x, mutable=["frozen"])
+    np.testing.assert_allclose(y, y_unfused, atol=1e-5)
+
+
+def test_compiler_options():
+    assert L.compiler_options("none") == {}
+    if jax.default_backend() == "cpu":
+        assert L.compiler_options("block") == {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+
+
+def test_convup_rejects_unknown_prenorm():
+    with pytest.raises(ValueError, match="prenorm"):
+        L.ConvUp(4, prenorm="bn").init(jax.random.key(0), jnp.ones((1, 2, 2, 3)), jnp.ones((1, 2, 2, 3)))
