@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from bppjax import checkpoint as ckpt
 from bppjax.data.pipeline import build_sampler, build_val, describe
 from bppjax.data.sampler import PatchSampler, local_slice, validate_state
+from bppjax.models.layers import compiler_options
 from bppjax.models.presets import build_model
 from bppjax.training import parallel
 from bppjax.training.config import ConfigError, validate_config
@@ -160,6 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         in_shardings=(rep, bsh),
         out_shardings=(rep, rep),
         donate_argnums=(0,),
+        compiler_options=compiler_options(config.model.remat),  # lets remat save memory on XLA:CPU
     )
     validator = Validator(val_pairs, model.apply, config.eval.convention, int(config.eval.crop_border), int(config.eval.max_images))
     writer = MetricWriter(workdir, enabled=main_host, resume_step=start)
