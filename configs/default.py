@@ -16,11 +16,10 @@ Expected result (measured once, seed 0, jax 0.10.2 on XLA:CPU): validation
 (chelsea + rocket, x2, Y_M) 34.52 dB / 0.9329 against bicubic 33.78 dB /
 0.9155, a gain of +0.74 dB (chelsea +0.70, rocket +0.78); the same weights
 score 35.75 dB on Set5 x2 (bicubic 33.67, +2.08 dB) and 32.05 dB on Set14 x2
-(bicubic 30.33, +1.72 dB). Time: the measured wall time was 22 min on a 2-core
-machine shared with four other jobs (the run got 44% of the CPU), so read it
-as an upper bound; the run used 593 s of CPU (user + sys), which is about 5
-min on 2 otherwise idle cores if both stay busy (an estimate, not measured;
-PERF_NOTES measured 2,325 such steps in 5 min). Validation gain by step:
+(bicubic 30.33, +1.72 dB). Time: 5 min 45 s wall on an otherwise idle
+2-core machine (2,000 steps in 342 s at ~5.8 steps/s, plus start-up; peak RSS
+1.06 GB), measured with ``/usr/bin/time -v python -m bppjax.train``; the rerun
+reproduced the gain (+0.744 dB) exactly. Validation gain by step:
 +0.71 (500), +0.74 (1000), +0.65 (1500), +0.74 dB (2000).
 
 Variant ``:tiny`` (tests): tiny model, 2 training photos, 32x32 patches, 30 steps, ~20 s.
