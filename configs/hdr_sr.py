@@ -20,21 +20,14 @@ Variant ``:tiny`` (tests): tiny model, 2 pairs, 32x32 patches, 6 steps.
 """
 
 from bppjax.data.pipeline import source_config
-from bppjax.models.presets import preset
-from bppjax.training.config import base_config, tiny_variant
+from bppjax.training.config import paired_task_config
 
 
 def get_config(variant: str = ""):
-    c = base_config()
-    c.model = preset("paper")
-    c.data.train = source_config(source="paired", input_dir="data/hdr_sr/train/LR", target_dir="data/hdr_sr/train/HR")
-    c.data.val = source_config(source="paired", input_dir="data/hdr_sr/val/LR", target_dir="data/hdr_sr/val/HR")
-    c.data.update(scales=(), patch=128, batch=16, align_crops=True)
-    c.optim.update(lr=1e-4, schedule="step", decay_every=200_000, decay_factor=0.5)
-    c.train.update(steps=400_000, loss="l1", log_every=100, val_every=5_000, ckpt_every=5_000)
-    c.eval.update(convention="RGB", crop_border=0)
-    if variant == "tiny":
-        tiny_variant(c)
-    elif variant:
-        raise ValueError(f"hdr_sr.py has variants '' and 'tiny'; got {variant!r}")
-    return c
+    return paired_task_config(
+        "hdr_sr",
+        variant,
+        train=source_config(source="paired", input_dir="data/hdr_sr/train/LR", target_dir="data/hdr_sr/train/HR"),
+        val=source_config(source="paired", input_dir="data/hdr_sr/val/LR", target_dir="data/hdr_sr/val/HR"),
+        patch=128, loss="l1", convention="RGB", align_crops=True,
+    )

@@ -19,23 +19,16 @@ Variant ``:tiny`` (tests): tiny model, 2 pairs, 32x32 patches, 6 steps.
 """
 
 from bppjax.data.pipeline import source_config
-from bppjax.models.presets import preset
-from bppjax.training.config import base_config, tiny_variant
+from bppjax.training.config import paired_task_config
 
 STRIP = ("_rain", "_clean")
 
 
 def get_config(variant: str = ""):
-    c = base_config()
-    c.model = preset("paper")
-    c.data.train = source_config(source="paired", input_dir="data/raindrop/train/data", target_dir="data/raindrop/train/gt", strip_suffixes=STRIP)
-    c.data.val = source_config(source="paired", input_dir="data/raindrop/test_a/data", target_dir="data/raindrop/test_a/gt", strip_suffixes=STRIP)
-    c.data.update(scales=(), patch=128, batch=16, align_crops=False)
-    c.optim.update(lr=1e-4, schedule="step", decay_every=200_000, decay_factor=0.5)
-    c.train.update(steps=400_000, loss="l1", log_every=100, val_every=5_000, ckpt_every=5_000)
-    c.eval.update(convention="Y_P", crop_border=0)
-    if variant == "tiny":
-        tiny_variant(c)
-    elif variant:
-        raise ValueError(f"raindrop.py has variants '' and 'tiny'; got {variant!r}")
-    return c
+    return paired_task_config(
+        "raindrop",
+        variant,
+        train=source_config(source="paired", input_dir="data/raindrop/train/data", target_dir="data/raindrop/train/gt", strip_suffixes=STRIP),
+        val=source_config(source="paired", input_dir="data/raindrop/test_a/data", target_dir="data/raindrop/test_a/gt", strip_suffixes=STRIP),
+        patch=128, loss="l1", convention="Y_P",
+    )

@@ -119,6 +119,36 @@ def tiny_variant(c: ml_collections.ConfigDict, patch: int = 32, steps: int = 6) 
     return c
 
 
+def paired_task_config(
+    name: str,
+    variant: str,
+    train: ml_collections.ConfigDict,
+    val: ml_collections.ConfigDict,
+    *,
+    patch: int = 128,
+    loss: str = "l1",
+    convention: str = "RGB",
+    align_crops: bool = False,
+) -> ml_collections.ConfigDict:
+    """The paper's schedule for a paired-image task (raindrop, dehaze, DPED, HDR+SR).
+
+    Paper model, batch 16, Adam 1e-4 halved every 200k steps, no border shaved;
+    the task files differ only in data, patch, loss and metric convention.
+    """
+    c = base_config()
+    c.model = preset("paper")
+    c.data.train, c.data.val = train, val
+    c.data.update(scales=(), patch=patch, batch=16, align_crops=align_crops)
+    c.optim.update(lr=1e-4, schedule="step", decay_every=200_000, decay_factor=0.5)
+    c.train.update(steps=400_000, loss=loss, log_every=100, val_every=5_000, ckpt_every=5_000)
+    c.eval.update(convention=convention, crop_border=0)
+    if variant == "tiny":
+        tiny_variant(c)
+    elif variant:
+        raise ValueError(f"{name}.py has variants '' and 'tiny'; got {variant!r}")
+    return c
+
+
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
     """Load ``path/to/config.py[:variant]`` by calling its ``get_config([variant])``."""
     path_text, _, variant = spec.partition(":")
