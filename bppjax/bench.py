@@ -9,8 +9,8 @@ GPU):
 * GFLOP/s from the analytic MAC count (``macs_per_pixel``) and its fraction of
   the machine's measured peak (a large matmul timed in the same process, a
   lower bound of the hardware ceiling) and of ``--ceiling-gflops``;
-* with ``remat: block``: the compiled step's temp memory and its step time as
-  ratios of the un-rematerialised step's.
+* with ``remat: block`` (and ``remat: checkpoint``): the compiled step's temp
+  memory and its step time as ratios of the un-rematerialised step's.
 
 With ``--torch`` (needs ``pip install -e .[bench]``) the PyTorch implementation
 in ``benchmarks/torch_bpp.py`` is timed on the same network in a separate
@@ -191,12 +191,15 @@ def bench_train(cfg: ml_collections.ConfigDict, dtype: str = "float32", patch: i
     }
 
 
-def remat_comparison(cfg: ml_collections.ConfigDict, dtype: str = "float32", patch: int = 96, batch: int = 4, reps: int = 5) -> dict[str, float]:
-    """``remat: block`` against ``remat: none``: temp memory and step time, side by side.
+def remat_comparison(cfg: ml_collections.ConfigDict, dtype: str = "float32", patch: int = 96, batch: int = 4, reps: int = 5,
+                     modes: Sequence[str] = ("block", "checkpoint")) -> dict[str, float]:
+    """Rematerialised training steps against ``remat: none``: temp memory and step time, side by side.
 
-    The two steps are timed interleaved so that a change in machine load hits both.
+    The steps are timed interleaved so that a change in machine load hits all
+    of them. ``memory_ratio`` and ``time_ratio`` are ``remat: block``'s; the
+    other modes' ratios carry their name as a prefix (``checkpoint_memory_ratio``).
     """
-    runs = {r: compile_train_step(cfg, dtype, patch, batch, remat=r) for r in ("none", "block")}
+    runs = {r: compile_train_step(cfg, dtype, patch, batch, remat=r) for r in ("none", *modes)}
     state = {r: run[1] for r, run in runs.items()}
     times: dict[str, list[float]] = {r: [] for r in runs}
     for i in range(reps + 1):
@@ -209,15 +212,15 @@ def remat_comparison(cfg: ml_collections.ConfigDict, dtype: str = "float32", pat
             state[r] = (p, o, x, y)
     mem = {r: memory_stats(run[0]) for r, run in runs.items()}
     t = {r: statistics.median(v) for r, v in times.items()}
-    return {
-        "temp_bytes_none": mem["none"]["temp_bytes"],
-        "temp_bytes_block": mem["block"]["temp_bytes"],
-        "memory_ratio": mem["block"]["temp_bytes"] / mem["none"]["temp_bytes"],
-        "total_memory_ratio": mem["block"]["total_bytes"] / mem["none"]["total_bytes"],
-        "step_s_none": t["none"],
-        "step_s_block": t["block"],
-        "time_ratio": t["block"] / t["none"],
-    }
+    out = {"temp_bytes_none": mem["none"]["temp_bytes"], "step_s_none": t["none"]}
+    for r in modes:
+        prefix = "" if r == "block" else f"{r}_"
+        out[f"temp_bytes_{r}"] = mem[r]["temp_bytes"]
+        out[f"step_s_{r}"] = t[r]
+        out[f"{prefix}memory_ratio"] = mem[r]["temp_bytes"] / mem["none"]["temp_bytes"]
+        out[f"{prefix}total_memory_ratio"] = mem[r]["total_bytes"] / mem["none"]["total_bytes"]
+        out[f"{prefix}time_ratio"] = t[r] / t["none"]
+    return out
 
 
 # --------------------------------------------------------------------------- PyTorch
@@ -293,7 +296,7 @@ def run(presets: Sequence[str] = DEFAULT_PRESETS, dtypes: Sequence[str] | None =
             r["forward_fraction_of_ceiling"] = r["forward_gflops"] / ceiling_gflops
             r["train_fraction_of_peak"] = r["train_gflops"] / peak
             if remat:
-                log(f"{name} {dtype}: remat block vs none ...")
+                log(f"{name} {dtype}: remat block and checkpoint vs none ...")
                 r["remat"] = remat_comparison(cfg, dtype, reps=reps)
             if dtype == "float32":
                 res.update(r)
@@ -316,7 +319,8 @@ def run(presets: Sequence[str] = DEFAULT_PRESETS, dtypes: Sequence[str] | None =
 def format_table(res: dict[str, Any]) -> str:
     """A Markdown table of ``run``'s results (as pasted into docs/PERFORMANCE.md)."""
     torch = "torch" in res
-    head = ["preset", "forward px/s", "GFLOP/s", "of peak", "of ceiling", "train step s", "compile fwd/train s", "remat mem", "remat time"]
+    head = ["preset", "forward px/s", "GFLOP/s", "of peak", "of ceiling", "train step s", "compile fwd/train s", "remat mem", "remat time",
+            "checkpoint mem", "checkpoint time"]
     if torch:
         head += ["torch px/s", "torch step s", "fwd x torch", "step / torch"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -325,7 +329,8 @@ def format_table(res: dict[str, Any]) -> str:
         cells = [name, f"{r['forward_px_per_s']:,.0f}", f"{r['forward_gflops']:.0f}", f"{r['forward_fraction_of_peak']:.0%}",
                  f"{r['forward_fraction_of_ceiling']:.0%}", f"{r['train_step_s']:.3f}",
                  f"{r['forward_compile_s']:.1f} / {r['train_compile_s']:.1f}",
-                 f"{rm['memory_ratio']:.0%}" if rm else "-", f"{rm['time_ratio']:.2f}x" if rm else "-"]
+                 f"{rm['memory_ratio']:.0%}" if rm else "-", f"{rm['time_ratio']:.2f}x" if rm else "-",
+                 f"{rm['checkpoint_memory_ratio']:.0%}" if rm else "-", f"{rm['checkpoint_time_ratio']:.2f}x" if rm else "-"]
         if torch:
             ok = "forward_speedup_vs_torch" in r
             cells += [f"{r['torch_forward_px_per_s']:,.0f}" if ok else "-", f"{r['torch_train_step_s']:.3f}" if ok else "-",

@@ -25,6 +25,7 @@ def test_json_has_the_documented_fields(tmp_path, capsys):
         assert r[key] > 0, key
     assert res["peak_gflops"] > 0
     assert r["remat"]["memory_ratio"] > 0 and r["remat"]["time_ratio"] > 0
+    assert r["remat"]["checkpoint_memory_ratio"] > 0 and r["remat"]["checkpoint_time_ratio"] > 0
     assert "| tiny |" in capsys.readouterr().out
 
 

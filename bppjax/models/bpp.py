@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bppjax.models.layers import Conv, ConvUp, NormReLU, dirac_init
+from bppjax.models.sweep import reversible_blocks
 
 Array = jax.Array
 
@@ -34,7 +35,7 @@ BICUBIC_HALF_TAPS = np.array(
 
 DOWN_PROJECTIONS = ("carried", "eq2")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-REMATS = ("none", "block")
+REMATS = ("none", "block", "checkpoint")
 
 
 def _bicubic_scaler_init(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
@@ -214,7 +215,9 @@ class BPP(nn.Module):
       down_projection: "carried" (analysis p, R after each update, none in the last
         block) or "eq2" (R recomputed at the start of every unit, Eq. 2 literally).
       dtype: compute dtype; parameters stay float32.
-      remat: "none" or "block" (``jax.checkpoint`` around each flux block).
+      remat: "none"; "block" (the backward pass recomputes each flux block from its
+        outputs and stores only the down-projections, ``bppjax.models.sweep``);
+        or "checkpoint" (``jax.checkpoint`` around each flux block).
       dirac_noise: std of the noise added to Dirac kernels when IN is off.
       freeze: LinearScope mode (see ``NormReLU``).
     """
@@ -260,7 +263,7 @@ class BPP(nn.Module):
         )
 
     def block(self, t: int) -> nn.Module:
-        cls = nn.remat(FluxBlock) if self.remat == "block" else FluxBlock
+        cls = nn.remat(FluxBlock) if self.remat == "checkpoint" else FluxBlock
         return cls(
             self.features,
             last=t == self.depth - 1,
@@ -282,9 +285,27 @@ class BPP(nn.Module):
         The continuous-time model (``bppjax.models.ode.BPPODE``) overrides this
         with an ODE solve over the same parameters.
         """
+        if self.remat == "block" and not (self.is_initializing() or self.freeze or self.is_mutable_collection("intermediates")):
+            return self._reversible_evolve(h, p)
         for t in range(self.depth):
             h, p = self.block(t)(h, p)
         return h
+
+    def _reversible_evolve(self, h: Sequence[Array], p: Sequence[Array | None]) -> Sequence[Array]:
+        """The D flux blocks as one op whose backward pass rematerialises the states (``sweep``).
+
+        Initialisation, LinearScope (``freeze``) and sowing update norms take the
+        plain path; the parameter tree is the same.
+        """
+        init = self._kernel_init()
+        ups = {l: Upscale(self.features[l], self.instance_norm, False, self.dtype, init, parent=None) for l in range(1, self.levels)}
+        downs = {l: Downscale(self.features[l - 1], self.dtype, init, parent=None) for l in range(1, self.levels)}
+        params = [self.variables["params"][f"block_{t:02d}"] for t in range(self.depth)]
+        return reversible_blocks(
+            lambda l, theta, h_lower, p: ups[l].apply({"params": theta}, h_lower, p),
+            lambda l, theta, h: downs[l].apply({"params": theta}, h),
+            params, h, p, eq2=self.down_projection == "eq2",
+        )
 
     @nn.compact
     def __call__(self, x: Array) -> Array:

@@ -330,11 +330,13 @@ class ConvUp(nn.Module):
 def compiler_options(remat: str = "none") -> dict[str, str]:
     """XLA options for jitting a training step of a model with this ``remat`` setting.
 
-    On CPU, XLA's default scheduler orders work for concurrency and runs the
-    recomputation of checkpointed blocks early, so ``remat: block`` saves no
-    memory; the memory-optimised scheduler recovers part of the saving. Pass the
-    result as ``jax.jit(..., compiler_options=...)``; it is empty where not needed.
+    ``remat: checkpoint`` (``jax.checkpoint`` per block) saves no memory under
+    XLA:CPU's default scheduler, which orders work for concurrency and runs the
+    recomputations early; the memory-optimised scheduler recovers part of the
+    saving. ``remat: block`` (``bppjax.models.sweep``) orders its own
+    recomputation and runs faster under the default scheduler. Pass the result
+    as ``jax.jit(..., compiler_options=...)``; it is empty where not needed.
     """
-    if remat != "none" and jax.default_backend() == "cpu":
+    if remat == "checkpoint" and jax.default_backend() == "cpu":
         return {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
     return {}

@@ -45,6 +45,8 @@ class ResNet(nn.Module):
     res_scale: float = 1.0
     instance_norm: bool = False
     dtype: Any = jnp.float32
+    #: "none", or "block"/"checkpoint": ``jax.checkpoint`` per residual block (a ResNet block
+    #: reads the state it updates, so it cannot be run backwards like a flux block).
     remat: str = "none"
     freeze: bool = False
 
@@ -63,7 +65,7 @@ class ResNet(nn.Module):
         validate_input(x)
         x = x.astype(jnp.float32)
         h = Conv(self.width, use_bias=True, dtype=self.dtype, name="head")(x.astype(self.dtype))
-        block = nn.remat(ResBlock) if self.remat == "block" else ResBlock
+        block = nn.remat(ResBlock) if self.remat in ("block", "checkpoint") else ResBlock
         for i in range(self.blocks):
             h = block(self.width, self.res_scale, self.instance_norm, self.freeze, self.dtype, name=f"block_{i:02d}")(h)
         init = nn.initializers.variance_scaling(0.01, "fan_in", "truncated_normal")
