@@ -152,6 +152,7 @@ DEVICES_DRIVER = textwrap.dedent(
     c = default_config("tiny")
     c.train.update(steps=2, ckpt_every=2, log_every=1)
     c.data.val.source = ""
+    c.model.remat = sys.argv[3]  # the rematerialising sweep must shard like the plain network
     if devices == 4:  # a batch the devices cannot share is refused up front
         bad = default_config("tiny")
         bad.data.batch = 6
@@ -178,7 +179,8 @@ def test_two_and_four_devices_match_one(tmp_path):
     one = _flat(train_and_evaluate(c, tmp_path / "one").state.params)
     for devices in (2, 4):
         out = subprocess.run(
-            [sys.executable, "-c", DEVICES_DRIVER, str(tmp_path / f"dev{devices}"), str(devices)],
+            [sys.executable, "-c", DEVICES_DRIVER, str(tmp_path / f"dev{devices}"), str(devices),
+             "block" if devices == 2 else "none"],
             env=_subprocess_env(devices), capture_output=True, text=True, timeout=300,
         )
         assert out.returncode == 0, out.stderr[-3000:]
