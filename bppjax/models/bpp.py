@@ -298,8 +298,9 @@ class BPP(nn.Module):
         plain path; the parameter tree is the same.
         """
         init = self._kernel_init()
-        ups = {l: Upscale(self.features[l], self.instance_norm, False, self.dtype, init, parent=None) for l in range(1, self.levels)}
-        downs = {l: Downscale(self.features[l - 1], self.dtype, init, parent=None) for l in range(1, self.levels)}
+        ups = {l: Upscale(self.features[l], self.instance_norm, dtype=self.dtype, kernel_init=init, parent=None)
+               for l in range(1, self.levels)}
+        downs = {l: Downscale(self.features[l - 1], dtype=self.dtype, kernel_init=init, parent=None) for l in range(1, self.levels)}
         params = [self.variables["params"][f"block_{t:02d}"] for t in range(self.depth)]
         return reversible_blocks(
             lambda l, theta, h_lower, p: ups[l].apply({"params": theta}, h_lower, p),
