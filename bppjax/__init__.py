@@ -5,6 +5,7 @@ Curated API::
     import bppjax
     cfg = bppjax.preset("paper")              # or "small", "tiny", "resnet_small", ...
     model = bppjax.build_model(cfg)            # a Flax module: model.init / model.apply
+    m = bppjax.pretrained("bpp-sr-x2")         # a shipped model (bppjax.pretrained() lists them)
     m = bppjax.load_model("runs/default")      # a trained workdir: .model, .params, .config
     y = bppjax.enhance(image, m.model, m.params, scale=2)
 
@@ -33,6 +34,7 @@ from bppjax.models import (
     preset,
 )
 from bppjax.training import train_and_evaluate
+from bppjax.zoo import pretrained
 
 __version__ = "0.1.0"
 
@@ -47,6 +49,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BPP", "PRESETS", "Analysis", "Downscale", "FluxBlock", "FluxUnit", "LoadedModel", "ResNet", "Scaler",
-    "Synthesis", "Upscale", "build_model", "enhance", "load_model", "model_config", "preset", "save_model",
+    "Synthesis", "Upscale", "build_model", "enhance", "load_model", "model_config", "preset", "pretrained", "save_model",
     "train_and_evaluate",
 ]

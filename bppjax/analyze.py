@@ -38,6 +38,7 @@ from bppjax.analysis import linearscope as ls
 from bppjax.analysis import plots
 from bppjax.analysis.update_norms import average, normalise, update_norms
 from bppjax.checkpoint import load_model
+from bppjax.cli import EXIT_FAILED, EXIT_OK, command
 from bppjax.config_utils import split_overrides
 from bppjax.image.degrade import sr_input
 from bppjax.image.io import IMAGE_EXTENSIONS, read_image, to_float32, write_image
@@ -152,12 +153,19 @@ def analyze(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    per_image, records = [], []
+    per_image, records, failed = [], [], []
     for path in tqdm(list_images(images), desc="analyze", unit="image", disable=not progress):
-        x = network_input(path, scale, max_size)
-        norms, record = analyze_image(model, frozen_model, params, x, out / path.stem, pixels, method)
+        try:
+            x = network_input(path, scale, max_size)
+            norms, record = analyze_image(model, frozen_model, params, x, out / path.stem, pixels, method)
+        except (OSError, ValueError, MemoryError) as e:  # one bad file never stops the others
+            tqdm.write(f"skipped {path}: {e}", file=sys.stderr)
+            failed.append({"image": path.name, "error": str(e)})
+            continue
         per_image.append(norms)
         records.append({"image": path.name, "shape": list(x.shape), **record})
+    if not per_image:
+        raise ValueError(f"no image in {images} could be analysed: " + "; ".join(f"{f['image']}: {f['error']}" for f in failed))
 
     mean = average(per_image)
     heat = normalise(mean)
@@ -173,6 +181,7 @@ def analyze(
         "update_norms": heat.round(4).tolist(),
         "update_norms_raw": mean.tolist(),
         "linearscope": records,
+        "failed": failed,
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -189,7 +198,7 @@ def _pixel(text: str) -> tuple[int, int]:
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(prog="python -m bppjax.analyze", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="workdir written by bppjax.train or save_model")
+    p.add_argument("--checkpoint", required=True, help="workdir written by bppjax.train or save_model, or a zoo model name")
     p.add_argument("--images", required=True, help="folder of images (HR for SR models) or one image")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--scale", type=int, default=None, help="SR factor for the bicubic degradation (default: the config's; 1: none)")
@@ -200,8 +209,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return p.parse_args(rest), overrides
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+@command
+def main(argv: Sequence[str]) -> int:
+    args, overrides = parse_args(argv)
     summary = analyze(
         args.checkpoint, args.images, args.out, overrides, args.scale, args.pixels, args.max_size, args.method, not args.no_progress
     )
@@ -209,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mean_global = float(np.mean([r["global_fraction"] for r in summary["linearscope"]]))
     print(f"wrote {Path(args.out) / SUMMARY_FILE}: {len(summary['linearscope'])} images, "
           f"max |Fx + r - y|/|y| = {worst:.2e}, mean ||r||/||y|| = {mean_global:.4f}")
-    return 0
+    for f in summary["failed"]:
+        print(f"FAILED {f['image']}: {f['error']}", file=sys.stderr)
+    return EXIT_FAILED if summary["failed"] else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from bppjax.cli import command
 from bppjax.models import build_model, preset
 from bppjax.models.layers import compiler_options
 
@@ -345,6 +346,7 @@ def format_table(res: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bppjax.bench", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

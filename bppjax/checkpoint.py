@@ -97,10 +97,17 @@ def load_config(workdir: str | Path, overrides: Sequence[str] = ()) -> ml_collec
 
 
 def _existing_workdir(workdir: str | Path) -> Path:
-    workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise FileNotFoundError(f"workdir {workdir} does not exist")
-    return workdir
+    path = Path(workdir)
+    if not path.is_dir():
+        if path.is_file():
+            raise FileNotFoundError(f"{path} is a file, not a workdir written by bppjax.train or save_model")
+        from bppjax import zoo
+
+        shipped = ", ".join(zoo.names()) or "none"
+        if isinstance(workdir, str) and "/" not in workdir and workdir.startswith("bpp-"):
+            raise zoo.ZooError(f"unknown zoo model {workdir!r}; the shipped models are: {shipped}")
+        raise FileNotFoundError(f"workdir {path} does not exist (nor is it a zoo model name: {shipped})")
+    return path
 
 
 # --------------------------------------------------------------------------- manager
@@ -238,18 +245,24 @@ def check_param_shapes(params: PyTree, expected: PyTree, source: str = "checkpoi
 
 
 def load_model(workdir: str | Path, overrides: Sequence[str] = (), which: str = "best") -> LoadedModel:
-    """Model, parameters and config of a workdir.
+    """Model, parameters and config of a workdir or of a shipped zoo model.
 
     Args:
-      workdir: a folder written by ``bppjax.train`` or ``save_model``.
+      workdir: a folder written by ``bppjax.train`` or ``save_model``, or the
+        name of a zoo model (``bppjax.zoo.names()``, e.g. ``"bpp-sr-x2"``).
       overrides: ``KEY=VALUE`` config overrides (e.g. ``"model.kind=ode"``).
       which: ``"best"`` (by validation PSNR; falls back to the latest when no
         checkpoint has a validation score) or ``"latest"``.
 
     Raises:
       FileNotFoundError: missing workdir, ``config.json`` or checkpoint.
-      ValueError: the checkpoint's parameter shapes do not fit the (overridden) model config.
+      ValueError: the checkpoint's parameter shapes do not fit the (overridden) model config,
+        or a zoo name is unknown or its weights fail the SHA-256 check (``bppjax.zoo.ZooError``).
     """
+    from bppjax import zoo
+
+    if zoo.is_zoo_name(workdir):
+        return zoo.pretrained(str(workdir), overrides)
     config = load_config(workdir, overrides)
     manager = _read_manager(workdir)
     try:

@@ -1,7 +1,8 @@
-"""Enhance real images: ``python -m bppjax.enhance INPUT... --checkpoint WORKDIR --out DIR``.
+"""Enhance real images: ``python -m bppjax.enhance INPUT... [--checkpoint WORKDIR|NAME] --out DIR``.
 
 Examples::
 
+    python -m bppjax.enhance photo.jpg --scale 2 --out enhanced/   # the shipped bpp-sr-x2
     python -m bppjax.enhance photo.jpg --checkpoint runs/sr_x2 --out enhanced/
     python -m bppjax.enhance shots/ --checkpoint runs/sr_x2 --out big/ --scale 3.5
     python -m bppjax.enhance scan.png --checkpoint runs/sr_x2 --out out/ --mode paper --self-ensemble
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 import types
@@ -31,12 +33,44 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import numpy as np
 
+from bppjax.cli import command, debug_enabled, describe
 from bppjax import tiling
 from bppjax.config_utils import split_overrides
-from bppjax.image.io import IMAGE_EXTENSIONS, bit_depth, read_image, to_float32, write_image
-from bppjax.image.resize import imresize
+from bppjax.image.io import IMAGE_EXTENSIONS, WRITE_EXTENSIONS, bit_depth, read_photo, to_float32, write_image
+from bppjax.image.resize import imresize, output_shape_for
 
 PyTree = Any
+
+#: Bytes held per output pixel while one image is enhanced: the resized input, the
+#: float32 network input and output (3 channels each) and the quantised result.
+BYTES_PER_OUTPUT_PIXEL = 3 * (2 + 4 + 4 + 2)
+
+
+def default_memory_budget_gb() -> float:
+    """Half of this machine's memory (8 GiB where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 8.0
+
+
+def check_output_size(shape: Sequence[int], scale: float | None, max_memory_gb: float | None) -> tuple[int, int]:
+    """The output (H, W) of an image of ``shape`` at ``scale``; ValueError if it would not fit the budget.
+
+    Called before anything of the output size is allocated, so ``--scale 1000``
+    is refused with the size, not met by an out-of-memory error.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if scale is not None and scale != 1:
+        (h, w), _ = output_shape_for((h, w), float(scale), None)
+    budget = default_memory_budget_gb() if max_memory_gb is None else float(max_memory_gb)
+    need = h * w * BYTES_PER_OUTPUT_PIXEL / 2**30
+    if budget > 0 and need > budget:
+        raise ValueError(
+            f"the output would be {w}x{h} ({h * w / 1e6:,.0f} Mpx) at scale {scale or 1:g}, needing about {need:,.1f} GiB, "
+            f"over the memory budget of {budget:,.1f} GiB (--max-memory-gb)"
+        )
+    return h, w
 
 
 # --------------------------------------------------------------------------- arrays
@@ -56,6 +90,7 @@ def enhance(
     patch: int | None = None,
     self_ensemble: bool = False,
     progress: Any = None,
+    max_memory_gb: float | None = None,
 ) -> np.ndarray:
     """Enhance (and for SR, enlarge) one image.
 
@@ -69,6 +104,8 @@ def enhance(
         ``patch`` is the training patch side used by ``mode="paper"``.
       self_ensemble: average over the 8 flips/rotations (8x the time).
       progress: tqdm-like bar advanced per tile.
+      max_memory_gb: refuse (ValueError, before allocating) an output needing
+        more memory than this; default half the machine's memory, 0: no limit.
 
     Returns:
       float32 in [0, 1], (H', W') or (H', W', C) with the input's channel count.
@@ -76,9 +113,10 @@ def enhance(
     arr = np.asarray(image)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 3)) or 0 in arr.shape:
         raise ValueError(f"image must be (H, W), (H, W, 1) or (H, W, 3); got shape {arr.shape}")
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number; got {scale!r}")
+    check_output_size(arr.shape, scale, max_memory_gb)
     if scale is not None and scale != 1:
-        if not (np.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale must be a positive number; got {scale!r}")
         arr = imresize(arr, float(scale))
     x = to_float32(arr)
     grey = x.ndim == 2 or x.shape[-1] == 1
@@ -129,6 +167,7 @@ class Outcome:
     size_out: tuple[int, int] | None = None
     tiles: int = 0
     error: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -163,12 +202,13 @@ def plan_outputs(
     """
     if ext is not None:
         ext = ext if ext.startswith(".") else "." + ext
-        if ext.lower() not in IMAGE_EXTENSIONS:
-            raise ValueError(f"--ext {ext!r} is not a supported image format; use one of {IMAGE_EXTENSIONS}")
+        if ext.lower() not in WRITE_EXTENSIONS:
+            raise ValueError(f"--ext {ext!r} is not a supported output format; use one of {WRITE_EXTENSIONS}")
     inputs = {f.resolve() for f in files}
     jobs, seen = [], {}
     for f in files:
-        target = out_dir / f"{f.stem}{suffix}{ext or f.suffix}"
+        own = f.suffix if f.suffix.lower() in WRITE_EXTENSIONS else ".png"  # GIF (256 colours) is written as PNG
+        target = out_dir / f"{f.stem}{suffix}{ext or own}"
         key = target.resolve()
         if key in seen:
             raise ValueError(f"{f} and {seen[key]} would both be written to {target}; use separate runs or --suffix")
@@ -180,11 +220,14 @@ def plan_outputs(
 
 
 def output_depth(native: np.ndarray, requested: int | None, target: Path) -> int:
-    """Bit depth to write: the requested one, else the input's (8 for JPEG/BMP targets)."""
+    """Bit depth to write: the requested one, else the input's (8 for JPEG/BMP/WebP targets; 32 for float TIFFs)."""
     if requested is not None:
         return requested
-    depth = bit_depth(native) if native.dtype in (np.uint8, np.uint16) else 16
-    return 8 if target.suffix.lower() in (".jpg", ".jpeg", ".bmp") else depth
+    if target.suffix.lower() in (".jpg", ".jpeg", ".bmp", ".webp"):
+        return 8
+    if native.dtype in (np.uint8, np.uint16):
+        return bit_depth(native)
+    return 32 if target.suffix.lower() in (".tif", ".tiff") else 16
 
 
 def enhance_files(
@@ -199,8 +242,10 @@ def enhance_files(
 ) -> list[Outcome]:
     """Read, enhance and write each job; a failing image is recorded and skipped.
 
-    ``options`` go to ``enhance`` (scale, mode, tile, ...). Only problems with an
-    image itself (unreadable, too small, ...) are skipped; anything else raises.
+    ``options`` go to ``enhance`` (scale, mode, tile, ...). Every failure of one
+    file (unreadable, too small, too large an output, unwritable target, or any
+    other error) is recorded in its ``Outcome`` and the next file is processed;
+    with ``BPPJAX_DEBUG=1`` an unexpected error raises instead.
     """
     from tqdm.auto import tqdm
 
@@ -211,7 +256,13 @@ def enhance_files(
     try:
         for job in images:
             images.set_postfix_str(job.source.name)
-            outcomes.append(_enhance_one(job, model, params, depth, tiles_bar, log, options))
+            try:
+                outcomes.append(_enhance_one(job, model, params, depth, tiles_bar, log, options))
+            except Exception as e:  # noqa: BLE001 - one bad file never stops the others
+                if debug_enabled():
+                    raise
+                log(f"failed {job.source}: {describe(e)}")
+                outcomes.append(Outcome(job.source, job.target, error=describe(e)))
     finally:
         tiles_bar.close()
         images.close()
@@ -221,23 +272,44 @@ def enhance_files(
 def _enhance_one(job: Job, model, params, depth, bar, log, options) -> Outcome:
     t0 = time.perf_counter()
     try:
-        native = read_image(job.source, dtype="native", channels=None)
+        photo = read_photo(job.source)
     except (OSError, ValueError) as e:
         log(f"skipped {job.source}: {e}")
         return Outcome(job.source, job.target, error=str(e))
+    native, notes = photo.samples, list(photo.notes)
     counter = _TileCounter(bar)
     try:
         out = enhance(native, model, params, progress=counter, **options)
-    except ValueError as e:  # e.g. an image smaller than the model allows
+        alpha = None if photo.alpha is None else _resized_alpha(photo.alpha, out.shape[:2], options.get("scale"))
+    except (ValueError, MemoryError) as e:  # e.g. an image smaller than the model allows, or too large an output
         log(f"skipped {job.source}: {e}")
         return Outcome(job.source, job.target, size_in=native.shape[:2], error=str(e))
     depth = output_depth(native, depth, job.target)
+    if alpha is not None and job.target.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
+        notes.append(f"{job.source.name}: {job.target.suffix} has no alpha channel; transparency dropped")
+        alpha = None
+    colour = out.reshape(*out.shape[:2], -1)
+    if alpha is not None and colour.shape[-1] == 1:  # grey + alpha is written as RGBA
+        colour = np.repeat(colour, 3, axis=-1)
+    image = out if alpha is None else np.concatenate([colour, alpha], axis=-1)
+    for note in notes:
+        log(f"note: {note}")
     try:
-        write_image(job.target, quantise(out, depth), bit_depth=depth)
+        write_image(job.target, image if depth == 32 else quantise(image, depth), bit_depth=depth,
+                    icc_profile=photo.icc_profile, exif=photo.exif)
     except (OSError, ValueError) as e:  # e.g. an unwritable folder: the other images still get written
         log(f"could not write {job.target}: {e}")
         return Outcome(job.source, job.target, size_in=native.shape[:2], error=f"write failed: {e}")
-    return Outcome(job.source, job.target, time.perf_counter() - t0, native.shape[:2], out.shape[:2], counter.count)
+    return Outcome(job.source, job.target, time.perf_counter() - t0, native.shape[:2], out.shape[:2], counter.count,
+                   notes=tuple(notes))
+
+
+def _resized_alpha(alpha: np.ndarray, shape: tuple[int, int], scale: float | None) -> np.ndarray:
+    """The alpha channel at the output size: resized like the colour (MATLAB bicubic), not run through the network."""
+    a = imresize(alpha, float(scale)) if scale is not None and scale != 1 else alpha
+    if a.shape[:2] != tuple(shape):
+        raise ValueError(f"alpha channel resized to {a.shape[:2]}, colour to {tuple(shape)}")
+    return np.clip(to_float32(a), 0.0, 1.0).reshape(*shape, 1)
 
 
 def quantise(image: np.ndarray, depth: int, rows: int = 256) -> np.ndarray:
@@ -280,6 +352,7 @@ def summary(outcomes: Sequence[Outcome]) -> str:
             continue
         size = lambda s: f"{s[1]}x{s[0]}"  # noqa: E731
         lines.append(f"{o.source.name[:30]:30s} {size(o.size_in):>11s} {size(o.size_out):>11s} {o.tiles:6d} {o.seconds:8.2f}")
+        lines += [f"{'':30s} note: {n}" for n in o.notes]
     done = [o for o in outcomes if not o.error]
     if done:
         total = sum(o.seconds for o in done)
@@ -310,7 +383,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         epilog="Also: --config.KEY=VALUE overrides the workdir's config (passed to load_model). Guide: docs/ENHANCE.md",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
-    p.add_argument("--checkpoint", required=True, type=Path, metavar="WORKDIR", help="workdir written by bppjax.train or save_model")
+    p.add_argument("--checkpoint", metavar="WORKDIR|NAME",
+                   help="workdir written by bppjax.train or save_model, or a zoo model name (default: the shipped "
+                        "bpp-sr-x<scale> model, bpp-sr-multi for other factors; see python -m bppjax.zoo)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     p.add_argument("--scale", type=float, help="SR factor, fractional allowed (default: the training scale; 1: no resize)")
     p.add_argument("--mode", choices=tiling.MODES, default="auto", help="tiling: auto (default), paper (training-size tiles, stride 16), whole")
@@ -324,10 +399,14 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")
     p.add_argument("--overwrite", action="store_true", help="allow an output to replace its input")
     p.add_argument("--which", choices=("best", "latest"), default="best", help="checkpoint to load")
+    p.add_argument("--max-memory-gb", type=float, default=None,
+                   help=f"refuse outputs needing more memory than this (default: half of this machine's, "
+                        f"{default_memory_budget_gb():.1f}; 0: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(rest), overrides
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status: 0 all written, 1 some inputs failed, 2 bad arguments, checkpoint or config."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -352,6 +431,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs = plan_outputs(files, args.out, ext=args.ext, suffix=args.suffix, overwrite=args.overwrite)
         from bppjax.checkpoint import load_model  # after argument checks: imports Orbax
 
+        if args.checkpoint is None:
+            from bppjax import zoo
+
+            args.checkpoint = zoo.model_for_scale(args.scale)
+            if args.scale is None:
+                args.scale = 2.0
+            print(f"no --checkpoint: using the shipped model {args.checkpoint} for scale {args.scale:g}", file=sys.stderr)
         loaded = load_model(args.checkpoint, overrides, which=args.which)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -359,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = args.scale if args.scale is not None else training_scale(loaded.config)
     patch = loaded.config.get("data", {}).get("patch") if hasattr(loaded.config, "get") else None
     options = dict(scale=scale, mode=args.mode, tile=args.tile, stride=args.stride, margin=args.margin, batch=args.batch,
-                   patch=int(patch) if patch else None, self_ensemble=args.self_ensemble)
+                   patch=int(patch) if patch else None, self_ensemble=args.self_ensemble,
+                   max_memory_gb=args.max_memory_gb)
     try:  # a bad tile/stride is an argument error, found before any image is read
         spec = tiling.resolve_spec(loaded.model, args.mode, tile=args.tile, stride=args.stride, margin=args.margin,
                                    batch=args.batch, patch=options["patch"])

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bppjax.cli import command
 from bppjax.config_utils import split_overrides
 from bppjax.image.degrade import scale_ratio, sr_input
 from bppjax.image.io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
@@ -274,6 +275,7 @@ def _checkpoint_method(workdir: str, config_overrides: list[str]) -> EnhanceFn:
     return enhance
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = _build_parser()

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from bppjax.cli import command
 from bppjax.config_utils import apply_overrides, split_overrides
 from bppjax.models.presets import PRESETS, build_model, preset, validate_model_config
 from bppjax.training.config import load_config_file
@@ -113,6 +114,7 @@ def format_summary(name: str, s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     overrides, rest = split_overrides(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m bppjax.summary", description=__doc__.splitlines()[0])

@@ -4,6 +4,7 @@ Examples::
 
     python -m bppjax.train                                   # embedded default -> ./runs/default
     python -m bppjax.train --config configs/t91.py --workdir runs/t91
+    python -m bppjax.train --config configs/zoo.py:x2 --workdir runs/ft --checkpoint bpp-sr-x2   # fine-tune a shipped model
     python -m bppjax.train --config configs/sr.py:x4 --workdir runs/x4 \\
         --config.data.train.dirs="('/data/DIV2K_train_HR',)" --config.optim.lr=2e-4
 
@@ -21,9 +22,11 @@ from typing import Sequence
 
 import ml_collections
 
+from bppjax.cli import command
 from bppjax.checkpoint import CONFIG_FILE, load_config
 from bppjax.config_utils import apply_overrides, split_overrides
-from bppjax.training import ConfigError, NonFiniteLossError, default_config, load_config_file, train_and_evaluate
+from bppjax.training.config import with_defaults
+from bppjax.training import CheckpointWriteError, ConfigError, NonFiniteLossError, default_config, load_config_file, train_and_evaluate
 
 DEFAULT_WORKDIR = Path("runs/default")
 
@@ -33,7 +36,7 @@ def resolve_config(config: str | None, workdir: Path, overrides: Sequence[str]) 
     if config:
         cfg, origin = load_config_file(config), config
     elif (workdir / CONFIG_FILE).is_file():
-        cfg, origin = load_config(workdir), str(workdir / CONFIG_FILE)
+        cfg, origin = with_defaults(load_config(workdir)), str(workdir / CONFIG_FILE)
     else:
         cfg, origin = default_config(), "the embedded default (bppjax.training.config.default_config)"
     try:
@@ -42,6 +45,7 @@ def resolve_config(config: str | None, workdir: Path, overrides: Sequence[str]) 
         raise ConfigError(str(e)) from e
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -54,16 +58,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--config", help="config file, optionally with a variant: configs/sr.py:x4")
     parser.add_argument("--workdir", type=Path, help=f"output folder (default {DEFAULT_WORKDIR})")
+    parser.add_argument("--checkpoint", metavar="WORKDIR|NAME",
+                        help="warm-start a fresh run from this workdir's or zoo model's parameters (e.g. bpp-sr-x2)")
     args = parser.parse_args(rest)
     workdir = args.workdir or DEFAULT_WORKDIR
+    if workdir.exists() and not workdir.is_dir():
+        print(f"error: --workdir {workdir} is a file; give a folder (it is created if missing)", file=sys.stderr)
+        return 2
     try:
         config, origin = resolve_config(args.config, workdir, overrides)
         print(f"training {origin} in {workdir.absolute()}", file=sys.stderr)
-        train_and_evaluate(config, workdir)
+        train_and_evaluate(config, workdir, init_from=args.checkpoint)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, CheckpointWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -136,3 +136,93 @@ def test_training_scale_reads_the_config():
     assert training_scale(ml_collections.ConfigDict(dict(data=dict(scales=(2, 3))))) is None
     assert training_scale(ml_collections.ConfigDict(dict(model=dict()))) is None
     assert summary([]).endswith("0 written, 0 failed")
+
+
+# --------------------------------------------------------------------------- damaged files and photographers' files
+
+
+def _bomb_png(path, side=60_000):
+    """A PNG whose header declares side x side pixels (Pillow's decompression-bomb check refuses it)."""
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_cli_a_decompression_bomb_is_reported_and_the_other_images_written(workdir, images, tmp_path, capsys):
+    _bomb_png(images / "bomb.png")
+    _bomb_png(images / "big.png", side=12_000)  # over the limit, under twice it (Pillow only warns there)
+    out = tmp_path / "out"
+    assert main([str(images), "--checkpoint", str(workdir), "--out", str(out), "--quiet"]) == 1
+    res = capsys.readouterr()
+    assert "Traceback" not in res.err
+    assert "bomb.png" in res.out and "big.png" in res.out and "12000x12000" in res.out
+    assert (out / "rgb.png").is_file() and (out / "photo.jpg").is_file()
+    assert "3 written, 3 failed" in res.out
+
+
+def test_an_output_over_the_memory_budget_is_refused_before_allocating(workdir, images, tmp_path, capsys, tiny):
+    out = tmp_path / "out"
+    assert main([str(images / "rgb.png"), "--checkpoint", str(workdir), "--out", str(out), "--quiet", "--scale", "1000"]) == 1
+    res = capsys.readouterr()
+    assert "28000x20000" in res.out and "GiB" in res.out and "--max-memory-gb" in res.out
+    with pytest.raises(ValueError, match="memory budget of 0.1 GiB"):
+        enhance(np.zeros((100, 100, 3), np.uint8), *tiny, scale=50, max_memory_gb=0.1)
+
+
+def test_exif_orientation_is_honoured_and_metadata_kept(workdir, tmp_path):
+    from PIL import Image, ImageCms, ImageOps
+
+    rng = np.random.default_rng(1)
+    stored = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    exif[0x010F] = "bppjax test camera"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im.save(tmp_path / "phone.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "phone.jpg")))
+    assert main([str(tmp_path / "phone.jpg"), "--checkpoint", str(workdir), "--out", str(tmp_path / "o"), "--quiet",
+                 "--scale", "1"]) == 0
+    with Image.open(tmp_path / "o" / "phone.jpg") as o:
+        assert o.size == (shown.shape[1], shown.shape[0])  # upright: 16 wide, 24 high
+        assert o.info.get("icc_profile") == icc
+        assert o.getexif().get(0x010F) == "bppjax test camera" and 0x0112 not in o.getexif()
+
+
+def test_alpha_is_resized_like_the_colour_and_written_back(workdir, tmp_path):
+    from bppjax.image.resize import imresize
+
+    rng = np.random.default_rng(2)
+    rgba = rng.integers(0, 256, (20, 28, 4), dtype=np.uint8)
+    write_image(tmp_path / "logo.png", rgba)
+    assert main([str(tmp_path / "logo.png"), "--checkpoint", str(workdir), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    from bppjax.image.io import read_photo
+
+    out = read_photo(tmp_path / "o" / "logo.png")
+    assert out.samples.shape == (40, 56, 3) and out.alpha is not None
+    np.testing.assert_array_equal(out.alpha, imresize(rgba[..., 3:], 2.0))
+
+
+def test_webp_gif_and_float_tiff_inputs(workdir, tmp_path, capsys):
+    from PIL import Image
+
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(a).save(folder / "w.webp", lossless=True)
+    Image.fromarray(a).save(folder / "anim.gif", save_all=True, append_images=[Image.fromarray(255 - a)])
+    tifffile.imwrite(folder / "hdr.tif", rng.random((16, 20, 3)).astype(np.float32) * 1.5, photometric="rgb")
+    assert main([str(folder), "--checkpoint", str(workdir), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    res = capsys.readouterr()
+    assert "anim.gif: animated GIF with 2 frames; only the first frame was used" in res.err + res.out
+    assert read_image(tmp_path / "o" / "w.webp", dtype="native").shape == (32, 40, 3)
+    assert read_image(tmp_path / "o" / "anim.png", dtype="native").shape == (32, 40, 3)  # GIF is written as PNG
+    hdr = read_image(tmp_path / "o" / "hdr.tif", dtype="native")
+    assert hdr.dtype == np.float32 and hdr.shape == (32, 40, 3)

@@ -13,14 +13,20 @@ Array convention (used everywhere in bppjax):
 * ``dtype="native"``: the stored samples, ``uint8`` or ``uint16`` (or
   ``float32`` for floating-point TIFFs), for lossless round trips.
 
-An alpha channel is dropped with a warning; palette images are expanded to
-their colours. Pillow does the decoding; 16-bit colour PNGs (which Pillow
-would silently reduce to 8 bits) and 16-bit colour TIFFs are decoded at full
-precision.
+``read_image`` drops an alpha channel with a warning; ``read_photo`` keeps it
+apart, with the ICC profile and EXIF data, for tools that write the image back
+(``python -m bppjax.enhance``). Both turn the image upright by its EXIF
+orientation tag, as viewers display it, and read the first frame of animated
+GIF/WebP files. Palette images are expanded to their colours. Pillow does the
+decoding; 16-bit colour PNGs (which Pillow would silently reduce to 8 bits),
+16-bit colour TIFFs and float TIFFs are decoded at full precision. Files that
+declare more pixels than Pillow's decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS``) are refused before any pixel is decoded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import warnings
@@ -31,10 +37,32 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "write_image", "to_float32", "to_uint8", "bit_depth"]
+__all__ = ["IMAGE_EXTENSIONS", "Photo", "read_image", "read_photo", "write_image", "to_float32", "to_uint8", "bit_depth"]
 
 #: File name suffixes treated as images (lower case).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+#: Suffixes ``write_image`` writes (GIF's 256-colour palette would ruin an enhanced photo).
+WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclasses.dataclass(frozen=True)
+class Photo:
+    """An image file as decoded, upright, with what a writer should carry over.
+
+    Attributes:
+      samples: (H, W, 1) or (H, W, 3) native samples (uint8, uint16 or float32), without alpha.
+      alpha: (H, W, 1) alpha samples of the same dtype, or None.
+      icc_profile: the embedded ICC colour profile, or None.
+      exif: EXIF data with the orientation tag removed (the samples are upright), or None.
+      notes: things the reader did that a user should hear of (first frame of an animation, ...).
+    """
+
+    samples: np.ndarray
+    alpha: np.ndarray | None = None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    notes: tuple[str, ...] = ()
 
 Dtype = Literal["float32", "uint8", "native"]
 
@@ -69,18 +97,10 @@ def read_image(path: str | os.PathLike, *, dtype: Dtype = "float32", channels: i
         raise ValueError(f"dtype must be 'float32', 'uint8' or 'native', got {dtype!r}")
     if channels not in (3, None):
         raise ValueError(f"channels must be 3 or None, got {channels!r}")
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"image file not found: {path}")
-    if path.is_dir():
-        raise IsADirectoryError(f"expected an image file, got a directory: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"empty file (0 bytes), not an image: {path}")
-
-    samples = _decode(path)  # (H, W, C) uint8 / uint16 / float32, C in 1..4
-    if samples.shape[-1] in (2, 4):
+    photo = read_photo(path)
+    samples = photo.samples
+    if photo.alpha is not None:
         warnings.warn(f"{path}: alpha channel dropped", UserWarning, stacklevel=2)
-        samples = samples[..., :-1]
     if channels == 3 and samples.shape[-1] == 1:
         samples = np.repeat(samples, 3, axis=-1)
     samples = np.ascontiguousarray(samples)
@@ -89,6 +109,35 @@ def read_image(path: str | os.PathLike, *, dtype: Dtype = "float32", channels: i
     if dtype == "uint8":
         return to_uint8(samples)
     return to_float32(samples)
+
+
+def read_photo(path: str | os.PathLike) -> Photo:
+    """Reads an image file with its alpha channel, ICC profile and EXIF data (see ``Photo``).
+
+    Raises the same errors as ``read_image``; a file declaring more pixels
+    than ``PIL.Image.MAX_IMAGE_PIXELS`` raises ValueError before decoding.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"expected an image file, got a directory: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"empty file (0 bytes), not an image: {path}")
+    samples, meta = _decode(path)  # (H, W, C) uint8 / uint16 / float32, C in 1..4
+    samples = np.ascontiguousarray(_upright(samples, meta.pop("orientation", 1)))
+    alpha = None
+    if samples.shape[-1] in (2, 4):
+        samples, alpha = np.ascontiguousarray(samples[..., :-1]), np.ascontiguousarray(samples[..., -1:])
+    return Photo(samples, alpha, **meta)
+
+
+def _upright(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Applies an EXIF orientation (1-8) to HWC samples, as viewers display the image."""
+    flip_lr, rot_ccw = {1: (False, 0), 2: (True, 0), 3: (False, 2), 4: (True, 2),
+                        5: (True, 1), 6: (False, 3), 7: (True, 3), 8: (False, 1)}.get(int(orientation), (False, 0))
+    a = a[:, ::-1] if flip_lr else a
+    return np.rot90(a, rot_ccw, axes=(0, 1)) if rot_ccw else a
 
 
 def to_float32(image: np.ndarray) -> np.ndarray:
@@ -133,25 +182,30 @@ def write_image(
     *,
     bit_depth: int | None = None,
     quality: int = 95,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
 ) -> Path:
     """Writes an HWC (or HW) image; the format follows the file suffix.
 
     Args:
-      path: ``.png``, ``.tif``/``.tiff`` (8 or 16 bit), ``.bmp``, ``.jpg``/``.jpeg``
-        (8 bit). Missing parent folders are created.
+      path: ``.png``, ``.tif``/``.tiff`` (8 or 16 bit, or 32 for float32
+        samples), ``.bmp``, ``.jpg``/``.jpeg``, ``.webp`` (8 bit). Missing
+        parent folders are created.
       image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8, uint16, or float
-        in [0, 1] (rounded and clipped).
-      bit_depth: 8 or 16. Default: 8 for uint8 and float data, 16 for uint16,
-        i.e. integer data keep their depth.
-      quality: JPEG quality.
+        in [0, 1] (rounded and clipped, except for 32-bit TIFFs).
+      bit_depth: 8, 16, or 32 (float TIFF). Default: 8 for uint8 and float
+        data, 16 for uint16, i.e. integer data keep their depth.
+      quality: JPEG and WebP quality.
+      icc_profile, exif: embedded as they are (``Photo.icc_profile`` / ``.exif``),
+        where the format holds them (not BMP; EXIF not in TIFF).
 
     Returns:
       The path written.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS:
-        raise ValueError(f"cannot write {path}: unsupported suffix {suffix!r}; use one of {IMAGE_EXTENSIONS}")
+    if suffix not in WRITE_EXTENSIONS:
+        raise ValueError(f"cannot write {path}: unsupported suffix {suffix!r}; use one of {WRITE_EXTENSIONS}")
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]
@@ -159,8 +213,19 @@ def write_image(
         raise ValueError(f"cannot write {path}: image shape {image.shape} is not (H, W) or (H, W, 1|3|4)")
     if bit_depth is None:
         bit_depth = 16 if image.dtype == np.uint16 else 8
+    if bit_depth == 32:
+        if suffix not in (".tif", ".tiff"):
+            raise ValueError(f"cannot write {path}: 32-bit float samples need a .tif file")
+        import tifffile  # noqa: PLC0415 - a scikit-image dependency
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = np.asarray(image, np.float32)
+        extra = {"extrasamples": ["unassalpha"]} if data.shape[-1] == 4 else {}
+        tifffile.imwrite(path, data[..., 0] if data.shape[-1] == 1 else data,
+                         photometric="minisblack" if data.shape[-1] == 1 else "rgb", iccprofile=icc_profile, **extra)
+        return path
     if bit_depth not in (8, 16):
-        raise ValueError(f"cannot write {path}: bit_depth must be 8 or 16, got {bit_depth!r}")
+        raise ValueError(f"cannot write {path}: bit_depth must be 8, 16 or 32 (float TIFF), got {bit_depth!r}")
     if bit_depth == 16 and suffix not in (".png", ".tif", ".tiff"):
         raise ValueError(f"cannot write {path}: {suffix} files hold 8-bit samples only; use .png or .tif for 16 bit")
     if image.shape[-1] == 4 and suffix in (".jpg", ".jpeg"):
@@ -169,18 +234,22 @@ def write_image(
     path.parent.mkdir(parents=True, exist_ok=True)
 
     if bit_depth == 16 and suffix == ".png":
-        path.write_bytes(_encode_png16(samples))
+        path.write_bytes(_encode_png16(samples, icc_profile, exif))
     elif bit_depth == 16:
         import tifffile  # a scikit-image dependency; Pillow cannot write 16-bit colour TIFFs
 
         photometric = "minisblack" if samples.shape[-1] == 1 else "rgb"
         data = samples[..., 0] if samples.shape[-1] == 1 else samples
         extra = {"extrasamples": ["unassalpha"]} if samples.shape[-1] == 4 else {}
-        tifffile.imwrite(path, data, photometric=photometric, **extra)
+        tifffile.imwrite(path, data, photometric=photometric, iccprofile=icc_profile, **extra)
     else:
         mode = {1: "L", 3: "RGB", 4: "RGBA"}[samples.shape[-1]]
         pil = Image.fromarray(samples[..., 0] if mode == "L" else samples, mode=mode)
-        kwargs = {"quality": quality} if suffix in (".jpg", ".jpeg") else {}
+        kwargs: dict = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+        if suffix != ".bmp":
+            kwargs.update({k: v for k, v in (("icc_profile", icc_profile), ("exif", exif)) if v})
+            if suffix in (".tif", ".tiff"):
+                kwargs.pop("exif", None)  # Pillow's TIFF writer takes EXIF as tags, not a blob
         pil.save(path, **kwargs)
     return path
 
@@ -188,21 +257,53 @@ def write_image(
 # --------------------------------------------------------------------------- decoding
 
 
-def _decode(path: Path) -> np.ndarray:
-    """Decodes the first frame into (H, W, C) native samples, C in 1..4."""
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` that refuses decompression bombs with the declared size, before decoding."""
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: refused before decoding: {e}") from None
+    if limit and im.width * im.height > limit:
+        size = f"{im.width}x{im.height} = {im.width * im.height / 1e6:,.0f} Mpx"
+        im.close()
+        raise ValueError(f"{path}: refused before decoding: it declares {size}, over the limit of {limit / 1e6:,.0f} Mpx "
+                         "(PIL.Image.MAX_IMAGE_PIXELS; raise it only for files you trust)")
+    return im
+
+
+def _metadata(im: Image.Image, path: Path) -> dict:
+    exif = im.getexif()
+    orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+    if _EXIF_ORIENTATION in exif:
+        del exif[_EXIF_ORIENTATION]
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    notes = (f"{path.name}: animated {im.format} with {frames} frames; only the first frame was used",) if frames > 1 else ()
+    return dict(orientation=orientation, icc_profile=im.info.get("icc_profile") or None,
+                exif=exif.tobytes() if len(exif) else None, notes=notes)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, dict]:
+    """Decodes the first frame into (H, W, C) native samples, C in 1..4, and its metadata."""
+    try:
+        with _open(path) as im:
+            meta = _metadata(im, path)
             rawmode = im.tile[0].args if im.tile else None
             if im.format == "PNG" and rawmode in ("RGB;16B", "RGBA;16B", "LA;16B"):
-                return _decode_png16(path, im.mode, rawmode)
+                return _decode_png16(path, im.mode, rawmode), meta
             if im.format == "TIFF" and im.mode in ("RGB", "RGBA", "LA") and _tiff_bits(im) > 8:
-                return _decode_tiff16(path)
+                return _decode_tiff(path), meta
+            im.seek(0)
             im.load()
-            return _pil_to_samples(im, path)
+            return _pil_to_samples(im, path), meta
     except UnidentifiedImageError:
-        raise ValueError(f"not a recognised image file (PNG, JPEG, BMP, TIFF, ...): {path}") from None
+        if path.read_bytes()[:4] in (b"II*\x00", b"MM\x00*"):  # a TIFF Pillow cannot read, e.g. float RGB
+            return _decode_tiff(path), {}
+        raise ValueError(f"not a recognised image file (PNG, JPEG, BMP, TIFF, WebP, GIF, ...): {path}") from None
     except _DECODE_ERRORS as e:
-        if isinstance(e, (_UnsupportedImage, FileNotFoundError, PermissionError)):
+        if isinstance(e, (_UnsupportedImage, FileNotFoundError, PermissionError)) or str(e).startswith(f"{path}: refused"):
             raise
         raise ValueError(f"truncated or corrupt image file: {path} ({type(e).__name__}: {e})") from e
 
@@ -265,8 +366,8 @@ def _tiff_bits(im: Image.Image) -> int:
     return int(max(bits) if isinstance(bits, tuple) else bits)
 
 
-def _decode_tiff16(path: Path) -> np.ndarray:
-    """16-bit colour TIFF via tifffile (Pillow reduces it to 8 bits)."""
+def _decode_tiff(path: Path) -> np.ndarray:
+    """16-bit or float colour TIFF via tifffile (Pillow reduces the first to 8 bits and cannot read the second)."""
     import tifffile  # a scikit-image dependency
 
     with tifffile.TiffFile(path) as tif:
@@ -277,6 +378,8 @@ def _decode_tiff16(path: Path) -> np.ndarray:
         a = np.moveaxis(a, axes.index("S"), -1)
     if a.ndim == 2:
         a = a[..., None]
+    if np.issubdtype(a.dtype, np.floating):
+        return a.astype(np.float32)
     if a.dtype not in (np.uint8, np.uint16):
         raise _UnsupportedImage(f"unsupported TIFF sample type {a.dtype}: {path}")
     return a
@@ -306,8 +409,8 @@ def _to_depth(image: np.ndarray, depth: int, path: Path) -> np.ndarray:
     raise ValueError(f"cannot write {path}: unsupported dtype {image.dtype} (use uint8, uint16 or float)")
 
 
-def _encode_png16(samples: np.ndarray) -> bytes:
-    """Minimal 16-bit PNG encoder (Pillow cannot write 16-bit colour PNGs)."""
+def _encode_png16(samples: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """Minimal 16-bit PNG encoder (Pillow cannot write 16-bit colour PNGs), with optional iCCP and eXIf chunks."""
     h, w, c = samples.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]  # grey, grey+alpha, RGB, RGBA
     rows = samples.astype(">u2").reshape(h, w * c).view(np.uint8)
@@ -319,4 +422,8 @@ def _encode_png16(samples: np.ndarray) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    extra = chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)) if icc_profile else b""
+    if exif:
+        extra += chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", zlib.compress(raw, 6))
+            + chunk(b"IEND", b""))

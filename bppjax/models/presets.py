@@ -53,6 +53,11 @@ def small() -> ml_collections.ConfigDict:
     return model_config(levels=3, features=(32, 24, 16), depth=4)
 
 
+def medium() -> ml_collections.ConfigDict:
+    """3 levels, 48/32/24 features, 4 blocks (234k parameters): the shipped zoo models."""
+    return model_config(levels=3, features=(48, 32, 24), depth=4)
+
+
 def tiny() -> ml_collections.ConfigDict:
     """3 levels of 8 features, 2 blocks (~7.5k parameters): tests and CI."""
     return model_config(levels=3, features=(8, 8, 8), depth=2)
@@ -70,6 +75,7 @@ def resnet_tiny() -> ml_collections.ConfigDict:
 
 PRESETS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "paper": paper,
+    "medium": medium,
     "small": small,
     "tiny": tiny,
     "resnet_small": resnet_small,
@@ -78,7 +84,7 @@ PRESETS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
 
 
 def preset(name: str) -> ml_collections.ConfigDict:
-    """Model config of a named preset (``paper``, ``small``, ``tiny``, ``resnet_small``, ``resnet_tiny``)."""
+    """Model config of a named preset (``paper``, ``medium``, ``small``, ``tiny``, ``resnet_small``, ``resnet_tiny``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()

@@ -72,6 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
         async_checkpoint=True,
         progress=True,  # tqdm bar on the first host
         distributed=False,  # call jax.distributed.initialize() (multi-host)
+        coordinator_address="",  # host:port of process 0 ("" : $JAX_COORDINATOR_ADDRESS, else auto-detect)
+        num_processes=0,  # processes in all (0: $JAX_NUM_PROCESSES, else auto-detect)
+        process_id=-1,  # this process's index (-1: $JAX_PROCESS_ID, else auto-detect)
         curve=True,  # write training_curve.png at the end
     )
     c.eval = dict(
@@ -105,6 +108,23 @@ def default_config(variant: str = "") -> ml_collections.ConfigDict:
     elif variant:
         raise ConfigError(f"unknown variant {variant!r} of the default config; choose '' or 'tiny'")
     return c
+
+
+def with_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config`` with every key of the schema it lacks added at its default (a config.json of an older version)."""
+    schema = base_config()
+    schema.model = model_config()
+
+    def fill(cfg: ml_collections.ConfigDict, ref: ml_collections.ConfigDict) -> None:
+        for k in ref.keys():
+            if k not in cfg:
+                cfg[k] = ref[k]
+            elif isinstance(ref[k], ml_collections.ConfigDict) and isinstance(cfg[k], ml_collections.ConfigDict):
+                fill(cfg[k], ref[k])
+
+    out = ml_collections.ConfigDict(config.to_dict())
+    fill(out, schema)
+    return out
 
 
 def tiny_variant(c: ml_collections.ConfigDict, patch: int = 32, steps: int = 6) -> ml_collections.ConfigDict:
@@ -226,7 +246,10 @@ def validate_config(
     d, o, t, ev = config.data, config.optim, config.train, config.eval
     for key in ("data.patch", "data.batch", "train.steps", "train.log_every", "train.ckpt_every", "train.keep", "data.workers"):
         _positive_int(config, key)
-    for key in ("train.val_every", "optim.warmup_steps", "optim.decay_every", "eval.max_images", "train.seed", "data.train.limit", "data.val.limit"):
+    _positive_int(config, "train.process_id", -1)
+    if not isinstance(config.train.coordinator_address, str):
+        raise ConfigError(f"train.coordinator_address must be 'host:port' text; got {config.train.coordinator_address!r}")
+    for key in ("train.num_processes", "train.val_every", "optim.warmup_steps", "optim.decay_every", "eval.max_images", "train.seed", "data.train.limit", "data.val.limit"):
         _positive_int(config, key, 0)
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in d.scales):
         raise ConfigError(f"data.scales must be positive integers; got {tuple(d.scales)}")

@@ -10,9 +10,11 @@ and data position, so it continues exactly as the uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import math
 import sys
 import time
@@ -40,7 +42,74 @@ from bppjax.training.writers import METRICS_FILE, MetricWriter, read_records
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or Inf; the run stopped without saving that state."""
+    """The loss, the parameters or the optimizer state became NaN or Inf; the run stopped without saving that state."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions); earlier checkpoints are intact."""
+
+
+def _complete_steps(workdir: Path) -> list[int]:
+    """Steps with a finished checkpoint folder (Orbax renames a checkpoint into place when it is complete)."""
+    folder = workdir / ckpt.CHECKPOINT_DIR
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
+
+
+def _write_failed(workdir: Path, step: int, error: BaseException) -> CheckpointWriteError:
+    from bppjax.cli import describe  # noqa: PLC0415
+
+    good = [s for s in _complete_steps(workdir) if s != step]
+    last = f"step {good[-1]} in {workdir / ckpt.CHECKPOINT_DIR}" if good else "none (no checkpoint was written)"
+    return CheckpointWriteError(
+        f"could not save the checkpoint of step {step}: {describe(error)}. Training stopped; the last complete "
+        f"checkpoint is {last}. Fix the cause (e.g. free disk space) and run the same command again to resume."
+    )
+
+
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jax.numpy.isfinite(x).all() for x in jax.tree.leaves(tree) if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+    return jax.numpy.all(jax.numpy.stack(leaves)) if leaves else jax.numpy.asarray(True)
+
+
+class _Saver:
+    """Checkpoints of one run: finite-state check first, then an (async) Orbax save; write errors name the step."""
+
+    def __init__(self, manager: ocp.CheckpointManager, workdir: Path):
+        self.manager, self.workdir, self.in_flight = manager, workdir, None
+
+    def finish(self) -> None:
+        """Wait for the save in flight; a failure surfaces here (async saves fail in a background thread)."""
+        step, self.in_flight = self.in_flight, None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - Orbax re-raises the writer thread's error, whatever its type
+            raise _write_failed(self.workdir, step, e) from None
+
+    def save(self, step: int, state: TrainState, meta: dict[str, Any]) -> None:
+        rest = {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
+        if not bool(_all_finite((state.params, state.opt_state))):
+            raise NonFiniteLossError(f"parameters or optimizer state are not finite after step {step} (the loss was finite)")
+        self.finish()
+        try:
+            ckpt.save_checkpoint(self.manager, step, state.params, rest, meta)
+        except Exception as e:  # noqa: BLE001 - OSError, or Orbax's wrappers of it
+            raise _write_failed(self.workdir, step, e) from None
+        self.in_flight = step
+
+
+@contextlib.contextmanager
+def _quiet_checkpoint_errors():
+    """Orbax and asyncio log every failed write at length; the run reports it once, in one message."""
+    loggers = [logging.getLogger(n) for n in ("absl", "asyncio", "orbax", "orbax.checkpoint")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 @dataclasses.dataclass
@@ -116,16 +185,40 @@ def _flush(pending: list[tuple[int, dict[str, jax.Array]]]) -> list[tuple[int, d
     return rows
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainResult:
+def _warm_start(state: TrainState, init_from: str | Path, model_cfg: ml_collections.ConfigDict) -> TrainState:
+    """``state`` with the parameters of a workdir or zoo model (shapes checked against this config's model)."""
+    from bppjax.checkpoint import check_param_shapes, load_model  # noqa: PLC0415
+
+    try:
+        loaded = load_model(init_from)
+        check_param_shapes(loaded.params, state.params, source=f"--checkpoint {init_from}")
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"cannot warm-start from {init_from}: {e}") from e
+    if loaded.config.model.to_dict() != model_cfg.to_dict():
+        _say(f"note: {init_from}'s model config differs from this run's; only the parameter shapes have to match")
+    params = jax.tree.map(lambda new, old: jax.device_put(jax.numpy.asarray(new, old.dtype), old.sharding), loaded.params, state.params)
+    return state.replace(params=params)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, init_from: str | Path | None = None
+) -> TrainResult:
     """Train ``config`` in ``workdir`` (resuming if it holds checkpoints) and validate.
+
+    ``init_from`` (a workdir or a zoo model name such as ``"bpp-sr-x2"``)
+    initialises the parameters of a fresh run (fine-tuning); a workdir that
+    already holds checkpoints resumes from them instead.
 
     Raises:
       ConfigError: a config problem, found before anything is compiled.
-      NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
+      NonFiniteLossError: the loss, parameters or optimizer state became NaN/Inf
+        (checked at every log step and before every save; such a state is never saved).
+      CheckpointWriteError: a checkpoint could not be written (the earlier ones are intact;
+        rerunning the same command resumes from the last complete one).
     """
     t0 = time.time()
     workdir = Path(workdir)
-    parallel.maybe_initialize_distributed(bool(config.train.distributed))
+    parallel.maybe_initialize_distributed(bool(config.train.distributed), config.train)
     validate_config(config, jax.device_count(), jax.process_count())
     tc, main_host = config.train, jax.process_index() == 0
 
@@ -150,6 +243,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     if latest is not None:
         state, how = _restore(manager, latest, state, sampler)
         _say(f"{how} in {workdir}")
+    elif init_from is not None:
+        state = _warm_start(state, init_from, config.model)
+        _say(f"initialised parameters from {init_from}")
     start = int(jax.device_get(state.step))
     if main_host:  # after a successful restore, so a config that does not fit leaves config.json alone
         _record_config(workdir, config)
@@ -173,6 +269,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     val: dict[str, float] = {}
     bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True, disable=not (tc.progress and main_host))
     t_log, n_log = time.time(), 0
+    saver = _Saver(manager, workdir)
+    quiet = contextlib.ExitStack()
+    quiet.enter_context(_quiet_checkpoint_errors())
     try:
         for step in range(start, steps):
             local = local_slice(sampler.batch_at(step), jax.process_index(), jax.process_count())
@@ -204,28 +303,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                      f"gain {val['psnr_gain']:+.3f}), SSIM {val['ssim']:.4f} (input {val['input_ssim']:.4f})")
                 t_log = time.time()
             if do_ckpt:
-                rest = {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
-                ckpt.save_checkpoint(manager, done, state.params, rest, meta)
+                saver.save(done, state, meta)
+        saver.finish()
     except NonFiniteLossError as e:
         bar.close()
-        manager.wait_until_finished()
-        good = manager.latest_step()
+        with contextlib.suppress(Exception):
+            saver.finish()
+        good = _complete_steps(workdir)
         raise NonFiniteLossError(
             f"{e}; training stopped. The last good checkpoint is "
-            + (f"step {good} in {workdir / ckpt.CHECKPOINT_DIR}" if good is not None else "none (no checkpoint was written)")
+            + (f"step {good[-1]} in {workdir / ckpt.CHECKPOINT_DIR}" if good else "none (no checkpoint was written)")
             + ". Lower optim.lr or set optim.clip_norm."
         ) from None
     finally:
         bar.close()
-        manager.wait_until_finished()
-        manager.close()
+        with contextlib.suppress(Exception):  # a failed write was reported above; do not raise it twice
+            manager.wait_until_finished()
+        with contextlib.suppress(Exception):
+            manager.close()
         writer.close()
+        quiet.close()
     seconds = time.time() - t0
     if main_host and tc.curve:
         plot_curve(read_records(workdir / METRICS_FILE), workdir / CURVE_FILE, title=str(workdir))
     if val:
         _say(f"done: {steps} steps in {seconds:.0f} s; val PSNR {val['psnr']:.3f} dB vs input {val['input_psnr']:.3f} dB "
              f"({val['psnr_gain']:+.3f} dB); workdir {workdir}")
+        if val["psnr"] < val["input_psnr"]:
+            _say(f"warning: the trained model is worse than its input on the validation images ({val['psnr']:.3f} < "
+                 f"{val['input_psnr']:.3f} dB PSNR): train longer, lower optim.lr, or check the data")
     else:
         _say(f"done: {steps} steps in {seconds:.0f} s; workdir {workdir}")
     return TrainResult(state=state, step=int(jax.device_get(state.step)), val=val, workdir=workdir, seconds=seconds)

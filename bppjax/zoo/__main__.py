@@ -1,0 +1,58 @@
+"""List or export the shipped models: ``python -m bppjax.zoo [export WORKDIR NAME ...]``.
+
+    python -m bppjax.zoo                         # the models, their sizes and scores
+    python -m bppjax.zoo export ../runs/zoo_x2 bpp-sr-x2 --wall-seconds 2400 \\
+        --command "python -m bppjax.train --config configs/zoo.py:x2 --workdir ../runs/zoo_x2" \\
+        --data ../shared/data/Set5 ../shared/data/Set14 ../shared/data/B100
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from bppjax.cli import command
+from bppjax.zoo import ZooError, cards, format_cards
+
+
+@command
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "export":
+        if argv and argv[0] in ("-h", "--help"):
+            print(__doc__)
+            return 0
+        if argv:
+            print(f"error: unknown arguments {argv}; run 'python -m bppjax.zoo --help'", file=sys.stderr)
+            return 2
+        try:
+            print(format_cards(cards()))
+        except ZooError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    p = argparse.ArgumentParser(prog="python -m bppjax.zoo export", description="Ship a trained workdir as a zoo model.")
+    p.add_argument("workdir")
+    p.add_argument("name")
+    p.add_argument("--command", required=True, help="the training command, recorded in the model card")
+    p.add_argument("--wall-seconds", type=float, required=True, help="measured wall time of the training run")
+    p.add_argument("--data", nargs="+", required=True, help="benchmark folders scored for the card")
+    p.add_argument("--scales", nargs="+", type=int, help="factors scored (default: the training scales)")
+    p.add_argument("--description", default="")
+    p.add_argument("--which", choices=("best", "latest"), default="latest")
+    args = p.parse_args(argv[1:])
+    from bppjax.zoo.export import export_model
+
+    try:
+        card = export_model(args.workdir, args.name, command=args.command, wall_seconds=args.wall_seconds,
+                            data_dirs=args.data, scales=args.scales, description=args.description, which=args.which)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_cards({card["name"]: card}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

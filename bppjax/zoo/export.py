@@ -1,0 +1,132 @@
+"""Turn a trained workdir into a shipped zoo model: weights, SHA-256 and model card.
+
+``export_model`` writes ``<name>.msgpack`` (float32 parameters) and
+``<name>.json`` (the model card) atomically into the zoo folder, then scores the
+*written* weights with ``bppjax.evaluate.evaluate`` on the benchmark folders
+given, so the card's table is the table of the file that ships.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from bppjax.zoo import CARD_SUFFIX, WEIGHTS_SUFFIX, ZOO_DIR, _cards, pretrained, sha256
+
+#: Published SRCNN PSNR (Y_M) of the paper's Table 3 (Set14, B100) and SRCNN's own Set5 figures.
+SRCNN = {
+    2: {"Set5": 36.66, "Set14": 32.29, "B100": 31.36},
+    3: {"Set5": 32.75, "Set14": 29.30, "B100": 28.41},
+    4: {"Set5": 30.48, "Set14": 27.61, "B100": 26.91},
+}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _training_data(config: Any) -> list[str]:
+    src = config.data.train
+    if src.source == "folder":
+        return [Path(d).name for d in src.dirs]
+    if src.source == "embedded":
+        return [f"embedded:{n}" for n in src.names]
+    return [str(src.get(src.source, src.source))]
+
+
+def export_model(
+    workdir: str | Path,
+    name: str,
+    *,
+    command: str,
+    wall_seconds: float,
+    data_dirs: Sequence[str | Path],
+    scales: Sequence[float] | None = None,
+    description: str = "",
+    which: str = "latest",
+    folder: str | Path = ZOO_DIR,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the weights and model card of ``workdir``'s checkpoint as zoo model ``name``; returns the card.
+
+    ``scales`` default to the training config's ``data.scales``; the card's
+    evaluation is of the weights as written (loaded back through ``pretrained``).
+    """
+    import json
+
+    from flax import serialization
+
+    from bppjax.checkpoint import load_model
+    from bppjax.evaluate import evaluate
+    from bppjax.tiling import tiled_inference
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(workdir, which=which)
+    params = jax.tree.map(lambda a: np.asarray(a, np.float32), loaded.params)
+    weights = folder / f"{name}{WEIGHTS_SUFFIX}"
+    _atomic_write(weights, serialization.msgpack_serialize(params))
+    config = loaded.config
+    scales = list(scales or config.data.scales)
+    card: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "weights": weights.name,
+        "sha256": sha256(weights),
+        "params": int(sum(np.size(a) for a in jax.tree.leaves(params))),
+        "preset_shape": {"levels": int(config.model.levels), "features": list(config.model.features), "depth": int(config.model.depth)},
+        "training": {
+            "data": _training_data(config),
+            "validation": _training_data(type(config)({"data": {"train": config.data.val}})) if config.data.val.source else [],
+            "command": command,
+            "steps": int(loaded.step),
+            "checkpoint": f"{which} (step {loaded.step})",
+            "seed": int(config.train.seed),
+            "wall_seconds": float(wall_seconds),
+            "machine": f"{os.cpu_count()} CPU cores, {_cpu_name()}",
+            "date": datetime.date.today().isoformat(),
+        },
+        "steps": int(loaded.step),
+        "wall_seconds": float(wall_seconds),
+        "config": json.loads(json.dumps(config.to_dict(), default=list)),
+    }
+    _atomic_write(folder / f"{name}{CARD_SUFFIX}", (json.dumps(card, indent=2) + "\n").encode())
+    _cards.cache_clear()
+
+    shipped = pretrained(name, folder=folder)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        return np.asarray(tiled_inference(shipped.model, shipped.params, x), dtype=np.float32)
+
+    results = evaluate(fn, data_dirs, scales, convention="Y_M", progress=progress)
+    data_args = " ".join(str(d) for d in data_dirs)
+    card["evaluation"] = {
+        "convention": "Y_M",
+        "command": f"python -m bppjax.evaluate --checkpoint {name} --data {data_args} --scales {' '.join(map(str, scales))}",
+        "results": {d: {f"{s}": v for s, v in r.items()} for d, r in results.items()},
+        "srcnn_psnr": {f"{s}": SRCNN[s] for s in scales if s in SRCNN},
+    }
+    _atomic_write(folder / f"{name}{CARD_SUFFIX}", (json.dumps(card, indent=2) + "\n").encode())
+    _cards.cache_clear()
+    return card
+
+
+__all__ = ["SRCNN", "export_model"]

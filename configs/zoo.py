@@ -1,0 +1,57 @@
+"""The shipped BPP super-resolution models (``bppjax.pretrained``): one recipe per zoo model.
+
+Trained on T91 + BSDS200 (``../shared/data``, the classic 291-image SR training
+set), validated on the embedded photos ``chelsea`` and ``rocket`` (outside every
+benchmark set); the last checkpoint is shipped (no selection on test sets).
+
+Commands (one at a time on a quiet 2-core machine; each resumes if interrupted)::
+
+    python -m bppjax.train --config configs/zoo.py:x2 --workdir ../runs/zoo_x2
+    python -m bppjax.train --config configs/zoo.py:x3 --workdir ../runs/zoo_x3
+    python -m bppjax.train --config configs/zoo.py:x4 --workdir ../runs/zoo_x4
+    python -m bppjax.train --config configs/zoo.py:multi --workdir ../runs/zoo_multi
+
+then ``python -m bppjax.zoo export ../runs/zoo_x2 bpp-sr-x2`` (and likewise)
+to write the weights and model card into ``bppjax/zoo/``. Wall times and
+scores of the shipped models: ``python -m bppjax.zoo`` and the README's zoo
+table; each model card (``bppjax/zoo/<name>.json``) records the exact command,
+steps, wall time, seed and the evaluation table.
+
+Recipe: the ``medium`` preset (3 levels, 48/32/24 features, 4 flux blocks), 96x96
+target patches, batch 8, L1, Adam 1e-3 with 100 warm-up steps and a cosine
+decay to 0. ``multi`` draws every patch at a random factor in {2, 3, 4}.
+
+Variant ``tiny`` (tests): 2 T91 images, tiny model, 6 steps, e.g. ``x2,tiny``.
+"""
+
+from pathlib import Path
+
+from bppjax.data import embedded
+from bppjax.data.pipeline import source_config
+from bppjax.models.presets import preset
+from bppjax.training.config import ConfigError, base_config, tiny_variant
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # training images beside the repo
+
+SCALES = {"x2": (2,), "x3": (3,), "x4": (4,), "multi": (2, 3, 4)}
+STEPS = {"x2": 8_000, "x3": 5_000, "x4": 5_000, "multi": 6_000}
+
+
+def get_config(variant: str = "x2"):
+    tokens = [t for t in variant.split(",") if t]
+    names = [t for t in tokens if t in SCALES]
+    if len(names) != 1 or any(t not in SCALES and t != "tiny" for t in tokens):
+        raise ConfigError(f"zoo.py variant {variant!r}: give one of {sorted(SCALES)}, optionally ',tiny'")
+    name = names[0]
+    c = base_config()
+    c.model = preset("medium")
+    c.data.train = source_config(source="folder", dirs=(str(SHARED_DATA / "T91"), str(SHARED_DATA / "BSDS200")))
+    c.data.val = source_config(source="embedded", names=embedded.VAL_NAMES)
+    c.data.update(scales=SCALES[name], patch=96, batch=8, min_std=3 / 255)
+    c.optim.update(lr=1e-3, schedule="cosine", warmup_steps=100, final_lr=0.0)
+    c.train.update(steps=STEPS[name], log_every=50, val_every=1_000, ckpt_every=500, keep=20)
+    c.eval.update(convention="Y_M", crop_border=-1)
+    if "tiny" in tokens:
+        tiny_variant(c)
+        c.data.train.dirs = (str(SHARED_DATA / "T91"),)
+    return c

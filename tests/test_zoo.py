@@ -1,0 +1,152 @@
+"""The shipped models: checksums, loading by name everywhere, model-card scores, packaging."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+
+import bppjax
+from bppjax import zoo
+from bppjax.checkpoint import load_model
+from bppjax.evaluate import evaluate
+from bppjax.image.io import read_image, write_image
+from bppjax.tiling import tiled_inference
+from bppjax.training.config import ConfigError, default_config
+from bppjax.training.loop import train_and_evaluate
+
+NAMES = zoo.names()
+PER_FACTOR = {2: "bpp-sr-x2", 3: "bpp-sr-x3", 4: "bpp-sr-x4"}
+
+
+def test_the_zoo_ships_models_with_cards():
+    assert "bpp-sr-x2" in NAMES
+    for name in NAMES:
+        c = zoo.card(name)
+        assert c["name"] == name
+        for key in ("sha256", "params", "steps", "wall_seconds", "config", "training", "evaluation"):
+            assert key in c, f"{name}: model card lacks {key!r}"
+        assert c["training"]["command"].startswith("python -m bppjax.train ")
+        assert zoo.weights_path(name).stat().st_size <= 2.2e6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_model_loads_and_its_checksum_matches(name):
+    assert zoo.sha256(zoo.weights_path(name)) == zoo.card(name)["sha256"]
+    m = bppjax.pretrained(name)
+    assert isinstance(m, bppjax.LoadedModel) and m.which == "pretrained"
+    assert sum(int(np.size(a)) for a in jax.tree.leaves(m.params)) == zoo.card(name)["params"]
+    same = load_model(name)  # every --checkpoint goes through load_model
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), m.params, same.params))
+    y = np.asarray(m.apply(np.full((1, 16, 16, 3), 0.5, np.float32)))
+    assert y.shape == (1, 16, 16, 3) and np.isfinite(y).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_each_model_reproduces_its_cards_set5_scores(name, shared_data):
+    c = zoo.card(name)
+    m = bppjax.pretrained(name)
+    expected = c["evaluation"]["results"]["Set5"]
+    got = evaluate(lambda x: np.asarray(tiled_inference(m.model, m.params, x), np.float32), [shared_data / "Set5"],
+                   [int(s) for s in expected], progress=False)["Set5"]
+    for s, r in expected.items():
+        assert got[int(s)]["psnr"] == pytest.approx(r["psnr"], abs=0.01), f"{name} x{s}"
+
+
+def test_pretrained_without_a_name_lists_the_cards():
+    listed = bppjax.pretrained()
+    assert set(listed) == set(NAMES)
+    table = zoo.format_cards(listed)
+    assert all(f"`{n}`" in table for n in NAMES)
+
+
+def test_the_zoo_command_lists_the_models(capsys):
+    from bppjax.zoo.__main__ import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in NAMES) and "Set5" in out
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(zoo.ZooError, match="bpp-sr-x2"):
+        bppjax.pretrained("bpp-sr-x9")
+    with pytest.raises(zoo.ZooError, match="shipped models are: .*bpp-sr-x2"):
+        load_model("bpp-sr-x9")
+
+
+def test_a_corrupted_weight_file_is_refused_with_a_clear_error(tmp_path):
+    name = NAMES[0]
+    shutil.copy(zoo.ZOO_DIR / f"{name}.json", tmp_path)
+    data = bytearray(zoo.weights_path(name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / f"{name}.msgpack").write_bytes(bytes(data))
+    with pytest.raises(zoo.ZooError, match=f"{name}.*corrupted.*SHA-256"):
+        zoo.pretrained(name, folder=tmp_path)
+    (tmp_path / f"{name}.msgpack").unlink()
+    with pytest.raises(zoo.ZooError, match="missing"):
+        zoo.pretrained(name, folder=tmp_path)
+
+
+def test_scale_picks_the_per_factor_model_else_the_multi_scale_one():
+    for s, name in PER_FACTOR.items():
+        if name in NAMES:
+            assert zoo.model_for_scale(s) == name
+    if zoo.MULTI_SCALE_MODEL in NAMES:
+        assert zoo.model_for_scale(2.5) == zoo.MULTI_SCALE_MODEL
+        assert zoo.model_for_scale(8) == zoo.MULTI_SCALE_MODEL
+
+
+def test_enhance_without_checkpoint_uses_the_shipped_model(tmp_path, capsys):
+    from bppjax.enhance import main
+
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "in" / "photo.png", rng.integers(0, 256, (20, 28, 3), dtype=np.uint8))
+    assert main([str(tmp_path / "in" / "photo.png"), "--scale", "2", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "bpp-sr-x2" in capsys.readouterr().err
+    assert read_image(tmp_path / "out" / "photo.png", dtype="native").shape == (40, 56, 3)
+
+
+def test_evaluate_accepts_a_zoo_name(shared_data, tmp_path, capsys):
+    from bppjax.evaluate import main
+
+    out = tmp_path / "r.json"
+    assert main(["--checkpoint", "bpp-sr-x2", "--data", str(shared_data / "Set5"), "--scales", "2", "--json", str(out),
+                 "--no-progress"]) == 0
+    got = json.loads(out.read_text())["Set5"]["2"]["psnr"]
+    assert got == pytest.approx(zoo.card("bpp-sr-x2")["evaluation"]["results"]["Set5"]["2"]["psnr"], abs=0.01)
+
+
+def test_train_warm_starts_from_a_zoo_model(tmp_path):
+    c = default_config("tiny")
+    c.model = zoo.pretrained("bpp-sr-x2").config.model
+    c.optim.lr = 1e-12  # two steps that cannot move the parameters measurably
+    c.train.steps = 2
+    result = train_and_evaluate(c, tmp_path / "ft", init_from="bpp-sr-x2")
+    ref = bppjax.pretrained("bpp-sr-x2").params
+    diff = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), result.state.params, ref)
+    assert max(jax.tree.leaves(diff)) < 1e-6
+    tiny = default_config("tiny")
+    with pytest.raises(ConfigError, match="cannot warm-start from bpp-sr-x2"):
+        train_and_evaluate(tiny, tmp_path / "bad", init_from="bpp-sr-x2")
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_weights_and_cards(tmp_path):
+    root = zoo.ZOO_DIR.parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("bppjax-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        files = set(z.namelist())
+        for name in NAMES:
+            card = json.loads(z.read(f"bppjax/zoo/{name}.json"))
+            assert f"bppjax/zoo/{name}.msgpack" in files
+            assert zoo.hashlib.sha256(z.read(f"bppjax/zoo/{name}.msgpack")).hexdigest() == card["sha256"]
