@@ -69,7 +69,7 @@ def test_cli_trains_tiny_default_and_loss_falls(tmp_path, capsys):
 def test_no_arguments_trains_embedded_default_into_runs_default(tmp_path, monkeypatch, capsys):
     seen = {}
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("bppjax.train.train_and_evaluate", lambda c, w: seen.update(config=c, workdir=w))
+    monkeypatch.setattr("bppjax.train.train_and_evaluate", lambda c, w, init_from=None: seen.update(config=c, workdir=w))
     assert main([]) == 0
     assert seen["workdir"] == Path("runs/default") and seen["config"].to_dict() == default_config().to_dict()
     err = capsys.readouterr().err

@@ -289,8 +289,8 @@ def _decode(path: Path) -> tuple[np.ndarray, dict]:
     """Decodes the first frame into (H, W, C) native samples, C in 1..4, and its metadata."""
     try:
         with _open(path) as im:
+            rawmode = im.tile[0].args if im.tile else None  # before _metadata: reading PNG EXIF decodes the image
             meta = _metadata(im, path)
-            rawmode = im.tile[0].args if im.tile else None
             if im.format == "PNG" and rawmode in ("RGB;16B", "RGBA;16B", "LA;16B"):
                 return _decode_png16(path, im.mode, rawmode), meta
             if im.format == "TIFF" and im.mode in ("RGB", "RGBA", "LA") and _tiff_bits(im) > 8:
