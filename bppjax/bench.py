@@ -42,6 +42,7 @@ import ml_collections
 import optax
 
 from bppjax.cli import command
+from bppjax.summary import macs_per_pixel
 from bppjax.models import build_model, preset
 from bppjax.models.layers import compiler_options
 
@@ -52,27 +53,6 @@ TORCH_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_bpp.p
 
 
 # --------------------------------------------------------------------------- arithmetic
-
-
-def macs_per_pixel(cfg: ml_collections.ConfigDict) -> float:
-    """Multiply-accumulates per output pixel of a BPP config (``BPP_SPEC.md`` section 4).
-
-    The transposed convolution is counted without the zeros of its dilated
-    input (9 taps per input pixel), as every framework that skips them does.
-    """
-    c = [int(f) for f in cfg.features]
-    L, D = len(c), int(cfg.depth)
-    px = [4.0 ** -(L - 1 - l) for l in range(L)]  # pixels at level l per output pixel
-    eq2 = cfg.down_projection == "eq2"
-    p = sum(9 * 2 * c[l - 1] * c[l] * px[l - 1] for l in range(1, L))  # per block
-    r = sum(9 * c[l] * c[l - 1] * px[l - 1] for l in range(1, L))
-    blocks = D * p + (D if eq2 else D - 1) * r
-    analysis = sum(27 * c[l] * px[l] for l in range(L))
-    if not eq2:
-        analysis += sum(27 * c[l - 1] * px[l - 1] for l in range(1, L))
-    synthesis = 9 * c[-1] * 3
-    scalers = sum(81 * 3 * px[l] for l in range(L - 1))
-    return blocks + analysis + synthesis + scalers
 
 
 # --------------------------------------------------------------------------- timing

@@ -214,13 +214,10 @@ def restore_params(manager: ocp.CheckpointManager, step: int) -> PyTree:
 # --------------------------------------------------------------------------- parameter shapes
 
 
-def _example_size(cfg: ml_collections.ConfigDict) -> int:
-    return 8 * 2 ** (int(cfg.levels) - 1) if cfg.arch == "bpp" else 32
-
-
-def param_shapes(model: nn.Module, model_cfg: ml_collections.ConfigDict) -> PyTree:
+def param_shapes(model: nn.Module, model_cfg: ml_collections.ConfigDict | None = None) -> PyTree:
     """Abstract parameter shapes of a model (traced, nothing computed)."""
-    n = _example_size(model_cfg)
+    del model_cfg  # the model knows its size constraints
+    n = max(8 * int(model.multiple), int(model.min_size), 32)
     x = jax.ShapeDtypeStruct((1, n, n, 3), jnp.float32)
     return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype)))["params"]
 
@@ -244,7 +241,7 @@ def check_param_shapes(params: PyTree, expected: PyTree, source: str = "checkpoi
 # --------------------------------------------------------------------------- public API
 
 
-def load_model(workdir: str | Path, overrides: Sequence[str] = (), which: str = "best") -> LoadedModel:
+def load_model(workdir: str | Path, overrides: Sequence[str] = (), which: str = "best", step: int | None = None) -> LoadedModel:
     """Model, parameters and config of a workdir or of a shipped zoo model.
 
     Args:
@@ -253,6 +250,7 @@ def load_model(workdir: str | Path, overrides: Sequence[str] = (), which: str = 
       overrides: ``KEY=VALUE`` config overrides (e.g. ``"model.kind=ode"``).
       which: ``"best"`` (by validation PSNR; falls back to the latest when no
         checkpoint has a validation score) or ``"latest"``.
+      step: load this step instead (one of the workdir's kept checkpoints).
 
     Raises:
       FileNotFoundError: missing workdir, ``config.json`` or checkpoint.
@@ -266,7 +264,12 @@ def load_model(workdir: str | Path, overrides: Sequence[str] = (), which: str = 
     config = load_config(workdir, overrides)
     manager = _read_manager(workdir)
     try:
-        step, used = select_step(manager, which)
+        if step is None:
+            step, used = select_step(manager, which)
+        elif int(step) in manager.all_steps():
+            step, used = int(step), f"step {step}"
+        else:
+            raise FileNotFoundError(f"no checkpoint of step {step} in {Path(workdir) / CHECKPOINT_DIR}; kept: {sorted(manager.all_steps())}")
         params = restore_params(manager, step)
     finally:
         manager.close()

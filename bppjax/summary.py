@@ -28,30 +28,11 @@ def count_params(params: Any) -> int:
 
 
 def macs_per_pixel(cfg: ml_collections.ConfigDict, channels: int = 3) -> float:
-    """Multiply-accumulates per output pixel of one forward pass, from the architecture.
+    """Multiply-accumulates per output pixel of one forward pass: the model's own count (``macs_per_pixel()``).
 
-    Level l of an L-level BPP holds N / 4^(L-1-l) pixels. The transposed conv of
-    P_l costs 9 * 2C_{l-1} * C_l per *input* (level l-1) pixel, R_l 9 * C_l * C_{l-1}
-    per output (level l-1) pixel. The ODE model is counted as its discrete
-    counterpart (one evaluation per block).
+    The ODE model is counted as its discrete counterpart (one evaluation per block).
     """
-    validate_model_config(cfg)
-    if cfg.arch == "resnet":
-        w, b = int(cfg.resnet.width), int(cfg.resnet.blocks)
-        return 9.0 * channels * w * 2 + b * 2 * 9.0 * w * w
-    C = [int(c) for c in cfg.features]
-    L, D = len(C), int(cfg.depth)
-    pix = [4.0 ** -(L - 1 - l) for l in range(L)]
-    eq2 = cfg.down_projection == "eq2"
-    scalers = sum(81 * channels * pix[l - 1] for l in range(1, L))
-    analysis = sum(9 * channels * C[l] * pix[l] for l in range(L))
-    if not eq2:
-        analysis += sum(9 * channels * C[l - 1] * pix[l - 1] for l in range(1, L))
-    p_macs = sum(9 * 2 * C[l - 1] * C[l] * pix[l - 1] for l in range(1, L))
-    r_macs = sum(9 * C[l] * C[l - 1] * pix[l - 1] for l in range(1, L))
-    n_r = D if eq2 else D - 1
-    synthesis = 9 * C[-1] * channels
-    return scalers + analysis + D * p_macs + n_r * r_macs + synthesis
+    return float(build_model(cfg).macs_per_pixel(channels))
 
 
 def xla_macs_per_pixel(model: Any, size: int = 256) -> float:

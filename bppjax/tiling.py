@@ -33,8 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bppjax.models.bpp import BPP
-from bppjax.models.resnet import ResNet
 
 PyTree = Any
 ApplyFn = Callable[[np.ndarray], Any]
@@ -56,50 +54,20 @@ MODES = ("auto", "paper", "whole")
 
 
 def receptive_margin(model: nn.Module) -> int:
-    """Radius (px) of the input region that can influence one output pixel, IN aside.
+    """Radius (px) of the input region that can influence one output pixel, IN aside (``model.receptive_margin()``).
 
-    Derived from the architecture by propagating, layer by layer, the interval
-    of input pixels each feature depends on (an upper bound, tight to a few px:
-    see ``probe_receptive_margin``). BPP's is large because its coarse levels
-    see 2^(L-1) px per step: 24 px for ``tiny``, 32 for ``small``, 164 for the
-    paper's network. Instance norm adds a global dependence on top of this.
+    BPP's is large because its coarse levels see 2^(L-1) px per step: 24 px for
+    ``tiny``, 32 for ``small``, 164 for the paper's network. Instance norm adds
+    a global dependence on top of this. Raises TypeError for a model without
+    a bounded one (the ODE model with more than one step per block).
     """
-    if isinstance(model, ResNet):
-        return 2 * int(model.blocks) + 2  # head, 2 convs per block, tail: 1 px each
-    if isinstance(model, BPP) and _discrete_steps(model):
-        return _bpp_margin(model.levels, int(model.depth), model.down_projection == "eq2")
-    raise TypeError(
-        f"no receptive margin is known for {type(model).__name__} "
-        "(BPP, ResNet, and the ODE model with the causal Euler solver at dt=1 have one)"
-    )
-
-
-def _discrete_steps(model: BPP) -> bool:
-    # The ODE model (a BPP subclass) takes one step per block only with causal Euler at dt=1;
-    # other solvers take more (or adaptive) steps, each widening the support.
-    if not hasattr(model, "solver"):
-        return True
-    return model.solver == "causal_euler" and float(model.dt) == 1.0 and not model.adaptive
-
-
-def _bpp_margin(levels: int, depth: int, eq2: bool) -> int:
-    # r[l]: radius, in input pixels, of the support of one feature of level l,
-    # whose features sit every s[l] = 2^(L-1-l) input pixels.
-    s = [2 ** (levels - 1 - l) for l in range(levels)]
-    rx = [0] * levels
-    for l in range(levels - 1, 0, -1):
-        rx[l - 1] = rx[l] + 4 * s[l]  # Scaler: 9 taps, stride 2
-    rh = [rx[l] + s[l] for l in range(levels)]  # Analysis h: 3x3
-    rp = [0] + [rx[l - 1] + s[l - 1] for l in range(1, levels)]  # Analysis p: 3x3 on the level below
-    for t in range(depth):
-        for l in range(1, levels):
-            if eq2:
-                rp[l] = rh[l] + s[l]  # R: stride-2 3x3 conv
-            ru = max(rh[l - 1], rp[l])  # concat
-            rh[l] = max(rh[l], ru + s[l])  # h += P(u): stride-2 transposed 3x3
-            if not eq2 and t < depth - 1:
-                rp[l] = rh[l] + s[l]
-    return rh[-1] + 1  # Synthesis: 3x3
+    margin = model.receptive_margin() if hasattr(model, "receptive_margin") else None
+    if margin is None:
+        raise TypeError(
+            f"no receptive margin is known for {type(model).__name__} "
+            "(BPP, ResNet, and the ODE model with the causal Euler solver at dt=1 have one)"
+        )
+    return int(margin)
 
 
 def probe_receptive_margin(model: nn.Module, params: PyTree | None = None, size: int | None = None, seed: int = 0) -> int:
@@ -109,7 +77,7 @@ def probe_receptive_margin(model: nn.Module, params: PyTree | None = None, size:
     a random image; a check of ``receptive_margin`` on small models (it can
     only under-estimate, where a path cancels or a ReLU is off).
     """
-    if isinstance(model, BPP) and model.instance_norm:
+    if getattr(model, "instance_norm", False):
         model = model.clone(instance_norm=False)
     margin = receptive_margin(model)
     m = getattr(model, "multiple", 1)
@@ -253,11 +221,7 @@ def _round_down(n: int, m: int) -> int:
 
 
 def _has_margin(model: nn.Module) -> bool:
-    try:
-        receptive_margin(model)
-    except TypeError:
-        return False
-    return True
+    return hasattr(model, "receptive_margin") and model.receptive_margin() is not None
 
 
 def has_instance_norm(model: nn.Module) -> bool:

@@ -52,11 +52,9 @@ def frozen_twin(model: nn.Module) -> nn.Module:
     ``DirectAdjoint``: F x by :func:`jvp_by_transpose` differentiates the
     solve twice, which the default checkpointed adjoint does not support.
     """
-    names = {f.name for f in dataclasses.fields(model)}
-    if "freeze" not in names:
-        raise TypeError(f"{type(model).__name__} has no 'freeze' field, so it cannot be frozen for LinearScope")
-    extra = {"adjoint": "direct"} if "adjoint" in names else {}
-    return model.clone(freeze=True, **extra)
+    if not hasattr(model, "frozen_twin"):
+        raise TypeError(f"{type(model).__name__} has no frozen_twin() (no freeze mode), so it cannot be frozen for LinearScope")
+    return model.frozen_twin()
 
 
 def record(frozen_model: nn.Module, params: Any, x: Array) -> dict:
@@ -76,17 +74,9 @@ def replay(frozen_model: nn.Module, params: Any, frozen: Any) -> AffineFn:
 
 
 def can_replay(frozen_model: nn.Module, params: Any, x: Array) -> bool:
-    """Whether the model can record its decisions into a ``frozen`` collection (checked by tracing only).
-
-    The ODE model refuses with a ValueError that names the collection.
-    """
-    try:
-        jax.eval_shape(lambda p, z: record(frozen_model, p, z), params, x)
-    except ValueError as err:
-        if "'frozen'" in str(err):
-            return False
-        raise
-    return True
+    """Whether the model can record its decisions into a ``frozen`` collection and replay them (the model says)."""
+    del params, x
+    return bool(frozen_model.can_replay_decisions)
 
 
 def frozen_map(frozen_model: nn.Module, params: Any, x: Array, replayable: bool = True) -> AffineFn:

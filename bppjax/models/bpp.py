@@ -151,10 +151,13 @@ class FluxUnit(nn.Module):
 
 
 class FluxBlock(nn.Module):
-    """One depth step t: flux units of levels 1..L-1 in order (Gauss-Seidel in scale)."""
+    """One depth step t: flux units of levels 1..L-1 in order (Gauss-Seidel in scale).
+
+    ``carries_r``: whether the block's units hold R_l (``BPP.carries_r(t)``).
+    """
 
     features: Sequence[int]
-    last: bool = False
+    carries_r: bool = True
     eq2: bool = False
     instance_norm: bool = True
     freeze: bool = False
@@ -169,7 +172,7 @@ class FluxBlock(nn.Module):
             unit = FluxUnit(
                 self.features[l],
                 self.features[l - 1],
-                with_downscale=self.eq2 or not self.last,
+                with_downscale=self.carries_r,
                 instance_norm=self.instance_norm,
                 freeze=self.freeze,
                 dtype=self.dtype,
@@ -242,8 +245,44 @@ class BPP(nn.Module):
 
     @property
     def min_size(self) -> int:
-        # Reflect padding by 4 in the last scaler needs at least 5 pixels there.
+        """Smallest height and width: reflect padding by 4 in the last scaler needs 5 pixels there."""
         return 5 * 2 ** max(self.levels - 2, 0) if self.levels > 1 else 1
+
+    def carries_r(self, t: int) -> bool:
+        """Whether flux block ``t`` computes down-projections R_l: every block in the "eq2"
+        reading, all but the last in the "carried" one (nothing reads the last block's)."""
+        return self.down_projection == "eq2" or t < self.depth - 1
+
+    def receptive_margin(self) -> int | None:
+        """Radius (px) of the input region one output pixel can depend on, instance norm aside."""
+        return receptive_radius(self.levels, self.depth, self.down_projection == "eq2")
+
+    def macs_per_pixel(self, channels: int = 3) -> float:
+        """Multiply-accumulates per output pixel of one forward pass (``receptive_radius``'s level layout).
+
+        Level l holds N / 4^(L-1-l) of the N output pixels. The transposed conv
+        of P_l costs 9 * 2C_{l-1} * C_l per level l-1 pixel (the zeros of its
+        dilated input skipped), R_l 9 * C_l * C_{l-1} per level l-1 pixel.
+        """
+        c, L = [int(f) for f in self.features], self.levels
+        pix = [4.0 ** -(L - 1 - l) for l in range(L)]
+        scalers = sum(81 * channels * pix[l - 1] for l in range(1, L))
+        analysis = sum(9 * channels * c[l] * pix[l] for l in range(L))
+        if self.down_projection != "eq2":
+            analysis += sum(9 * channels * c[l - 1] * pix[l - 1] for l in range(1, L))
+        p_macs = sum(9 * 2 * c[l - 1] * c[l] * pix[l - 1] for l in range(1, L))
+        r_macs = sum(9 * c[l] * c[l - 1] * pix[l - 1] for l in range(1, L))
+        n_r = sum(self.carries_r(t) for t in range(self.depth))
+        return scalers + analysis + self.depth * p_macs + n_r * r_macs + 9 * c[-1] * channels
+
+    @property
+    def can_replay_decisions(self) -> bool:
+        """Whether LinearScope can record the decisions (IN statistics, ReLU masks) and replay them."""
+        return True
+
+    def frozen_twin(self) -> "BPP":
+        """The same network in LinearScope mode (decisions frozen); parameters are shared."""
+        return self.clone(freeze=True)
 
     def _kernel_init(self):
         return nn.initializers.lecun_normal() if self.instance_norm else dirac_init(self.dirac_noise)
@@ -266,7 +305,7 @@ class BPP(nn.Module):
         cls = nn.remat(FluxBlock) if self.remat == "checkpoint" else FluxBlock
         return cls(
             self.features,
-            last=t == self.depth - 1,
+            carries_r=self.carries_r(t),
             eq2=self.down_projection == "eq2",
             instance_norm=self.instance_norm,
             freeze=self.freeze,
@@ -320,6 +359,31 @@ class BPP(nn.Module):
         h = self.evolve(h, p)
         y = Synthesis(name="synthesis")(h[-1], x)
         return y[:, :H, :W]
+
+
+def receptive_radius(levels: int, depth: int, eq2: bool) -> int:
+    """Radius (px) of the input support of one output pixel of a discrete BPP, by propagating intervals.
+
+    r[l] is the radius, in input pixels, of the support of one feature of level
+    l, whose features sit every s[l] = 2^(L-1-l) input pixels. An upper bound,
+    tight to a few px (``bppjax.tiling.probe_receptive_margin``): 24 px for
+    ``tiny``, 32 for ``small``, 164 for the paper's network.
+    """
+    s = [2 ** (levels - 1 - l) for l in range(levels)]
+    rx = [0] * levels
+    for l in range(levels - 1, 0, -1):
+        rx[l - 1] = rx[l] + 4 * s[l]  # Scaler: 9 taps, stride 2
+    rh = [rx[l] + s[l] for l in range(levels)]  # Analysis h: 3x3
+    rp = [0] + [rx[l - 1] + s[l - 1] for l in range(1, levels)]  # Analysis p: 3x3 on the level below
+    for t in range(depth):
+        for l in range(1, levels):
+            if eq2:
+                rp[l] = rh[l] + s[l]  # R: stride-2 3x3 conv
+            ru = max(rh[l - 1], rp[l])  # concat
+            rh[l] = max(rh[l], ru + s[l])  # h += P(u): stride-2 transposed 3x3
+            if not eq2 and t < depth - 1:
+                rp[l] = rh[l] + s[l]
+    return rh[-1] + 1  # Synthesis: 3x3
 
 
 def pad_to_multiple(x: Array, m: int, min_size: int, levels: int) -> Array:

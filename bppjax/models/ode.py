@@ -289,6 +289,22 @@ class BPPODE(BPP):
         return SolveSettings(self.solver, float(self.dt), bool(self.adaptive), float(self.rtol), float(self.atol),
                              int(self.max_steps), self.adjoint)
 
+    def receptive_margin(self) -> int | None:
+        """The discrete network's radius when the solve takes one causal Euler step per block; else None
+        (more or adaptive steps widen the support)."""
+        if self.solver == "causal_euler" and float(self.dt) == 1.0 and not self.adaptive:
+            return super().receptive_margin()
+        return None
+
+    @property
+    def can_replay_decisions(self) -> bool:
+        """False: the solver evaluates the field at input-dependent times, so decisions are recomputed, not replayed."""
+        return False
+
+    def frozen_twin(self) -> "BPPODE":
+        """LinearScope mode with diffrax's ``DirectAdjoint`` (F x differentiates the solve twice)."""
+        return self.clone(freeze=True, adjoint="direct")
+
     def field(self) -> FluxField:
         return FluxField(tuple(int(c) for c in self.features), int(self.depth), self.down_projection, self.time,
                          self.instance_norm, self.freeze, self.dtype)
@@ -298,7 +314,7 @@ class BPPODE(BPP):
         # freeze=False: LinearScope decisions must not be recorded into a 'frozen' collection.
         for t in range(self.depth):
             h, p = FluxBlock(
-                self.features, last=t == self.depth - 1, eq2=self.down_projection == "eq2",
+                self.features, carries_r=self.carries_r(t), eq2=self.down_projection == "eq2",
                 instance_norm=self.instance_norm, freeze=False, dtype=self.dtype,
                 kernel_init=self._kernel_init(), name=f"block_{t:02d}",
             )(h, p)

@@ -58,6 +58,24 @@ class ResNet(nn.Module):
     def min_size(self) -> int:
         return 1
 
+    def receptive_margin(self) -> int:
+        """Radius (px) of an output pixel's input support: head, two 3x3 convs per block, tail."""
+        return 2 * int(self.blocks) + 2
+
+    def macs_per_pixel(self, channels: int = 3) -> float:
+        """Multiply-accumulates per output pixel: head and tail 3x3 convs, two width x width convs per block."""
+        w = int(self.width)
+        return 9.0 * channels * w * 2 + int(self.blocks) * 2 * 9.0 * w * w
+
+    @property
+    def can_replay_decisions(self) -> bool:
+        """Whether LinearScope can record the decisions (ReLU masks, IN statistics) and replay them."""
+        return True
+
+    def frozen_twin(self) -> "ResNet":
+        """The same network in LinearScope mode (decisions frozen); parameters are shared."""
+        return self.clone(freeze=True)
+
     @nn.compact
     def __call__(self, x: Array) -> Array:
         if self.width < 1 or self.blocks < 0:

@@ -263,8 +263,10 @@ def validate_config(
         raise ConfigError(f"eval.convention must be one of {CONVENTIONS}; got {ev.convention!r}")
     if not 0 <= float(d.min_std) < 1:
         raise ConfigError(f"data.min_std is in [0, 1) units of the peak value; got {d.min_std!r}")
-    multiple = 2 ** (int(config.model.levels) - 1) if config.model.arch == "bpp" else 1
-    if config.model.arch == "bpp" and d.patch % multiple:
+    from bppjax.models.presets import build_model  # noqa: PLC0415 - flax is imported by then anyway
+
+    multiple = build_model(config.model).multiple
+    if d.patch % multiple:
         raise ConfigError(f"data.patch={d.patch} must be a multiple of {multiple} for a {config.model.levels}-level BPP")
     if t.loss == "neg_ssim" and d.patch < 11:
         raise ConfigError(f"train.loss='neg_ssim' needs data.patch >= 11 (the SSIM window); got {d.patch}")
