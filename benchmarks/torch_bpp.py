@@ -1,4 +1,4 @@
-"""An independent PyTorch implementation of BPP (``shared/docs/BPP_SPEC.md`` section 2).
+"""An independent PyTorch implementation of BPP (docs/ARCHITECTURE.md).
 
 It exists for two reasons: as a cross-check of the Flax model (same weights,
 same outputs, ``tests/test_torch_reference.py``) and as the PyTorch side of

@@ -7,7 +7,7 @@ Curated API::
     model = bppjax.build_model(cfg)            # a Flax module: model.init / model.apply
     m = bppjax.pretrained("bpp-sr-x2")         # a shipped model (bppjax.pretrained() lists them)
     m = bppjax.load_model("runs/default")      # a trained workdir: .model, .params, .config
-    y = bppjax.enhance(image, m.model, m.params, scale=2)
+    y = bppjax.enhance_image(image, m.model, m.params, scale=2)   # bppjax.inference.enhance
 
 Everything else lives in subpackages: ``bppjax.image`` (I/O, MATLAB bicubic,
 degradations), ``bppjax.metrics``, ``bppjax.training``, ``bppjax.tiling``,
@@ -39,16 +39,19 @@ from bppjax.zoo import pretrained
 __version__ = "0.1.0"
 
 
+#: Names loaded on first use (tiling and file handling import more than a notebook may need).
+_LAZY = {"enhance_image": ("bppjax.inference", "enhance"), "enhance_files": ("bppjax.inference", "enhance_files")}
+
+
 def __getattr__(name: str) -> Any:
-    # Lazy: importing bppjax.enhance eagerly makes ``python -m bppjax.enhance``
-    # warn; the module is callable as the function ``enhance``.
-    if name == "enhance":
-        return importlib.import_module("bppjax.enhance")
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'bppjax' has no attribute {name!r}")
 
 
 __all__ = [
     "BPP", "PRESETS", "Analysis", "Downscale", "FluxBlock", "FluxUnit", "LoadedModel", "ResNet", "Scaler",
-    "Synthesis", "Upscale", "build_model", "enhance", "load_model", "model_config", "preset", "pretrained", "save_model",
+    "Synthesis", "Upscale", "build_model", "enhance_files", "enhance_image", "load_model", "model_config", "preset", "pretrained", "save_model",
     "train_and_evaluate",
 ]

@@ -46,7 +46,7 @@ from bppjax.summary import macs_per_pixel
 from bppjax.models import build_model, preset
 from bppjax.models.layers import compiler_options
 
-#: FMA ceiling of this project's 2-core AVX-512 CPU machines (PERF_NOTES.md).
+#: FMA ceiling of this project's 2-core AVX-512 CPU machines (docs/PERFORMANCE.md).
 FMA_CEILING_GFLOPS = 525.0
 DEFAULT_PRESETS = ("paper", "tiny")
 TORCH_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_bpp.py"

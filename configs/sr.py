@@ -1,4 +1,4 @@
-"""Paper super-resolution settings (BPP_SPEC.md section 5): x2, x3, x4, x8 or multi-scale.
+"""Paper super-resolution settings (docs/TRAINING.md): x2, x3, x4, x8 or multi-scale.
 
 Commands (give your HR training folders, e.g. DIV2K + Flickr2K):
 

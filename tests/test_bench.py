@@ -11,7 +11,7 @@ from bppjax.models import model_config, preset
 
 
 def test_macs_per_pixel_matches_the_spec():
-    assert bench.macs_per_pixel(preset("paper")) == pytest.approx(762_200, abs=1)  # BPP_SPEC.md section 4
+    assert bench.macs_per_pixel(preset("paper")) == pytest.approx(762_200, abs=1)  # docs/ARCHITECTURE.md
     assert bench.macs_per_pixel(model_config(down_projection="eq2")) == pytest.approx(777_572, abs=1)
 
 

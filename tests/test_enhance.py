@@ -1,4 +1,4 @@
-"""``bppjax.enhance``: the array API and the command line, end to end on a tiny model."""
+"""``bppjax.inference`` (the array and file API) and ``python -m bppjax.enhance``, end to end on a tiny model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bppjax.checkpoint import save_model
-from bppjax.enhance import enhance, main, plan_outputs, quantise, summary, training_scale
+from bppjax.enhance import main
+from bppjax.inference import enhance, plan_outputs, quantise, summary, training_scale
 from bppjax.image.io import read_image, write_image
 from bppjax.models.presets import build_model, preset
 
@@ -226,3 +227,14 @@ def test_webp_gif_and_float_tiff_inputs(workdir, tmp_path, capsys):
     assert read_image(tmp_path / "o" / "anim.png", dtype="native").shape == (32, 40, 3)  # GIF is written as PNG
     hdr = read_image(tmp_path / "o" / "hdr.tif", dtype="native")
     assert hdr.dtype == np.float32 and hdr.shape == (32, 40, 3)
+
+
+def test_the_function_and_the_command_module_do_not_clash():
+    import importlib
+
+    import bppjax
+    import bppjax.inference
+
+    importlib.import_module("bppjax.enhance")  # what python -m bppjax.enhance imports
+    assert bppjax.enhance_image is bppjax.inference.enhance
+    assert callable(bppjax.enhance.main) and not callable(bppjax.enhance)

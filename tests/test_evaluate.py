@@ -1,4 +1,4 @@
-"""``bppjax.evaluate``: the bicubic rows of BPP_SPEC.md section 8, self-ensemble, saving, and CLI errors."""
+"""``bppjax.evaluate``: the bicubic rows (docs/METRICS.md), self-ensemble, saving, and CLI errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from bppjax import evaluate as ev
 from bppjax.image import read_image, sr_input, write_image
 
-# Y_M bicubic references, BPP_SPEC.md section 8 (PSNR, SSIM).
+# Y_M bicubic references (PSNR, SSIM), docs/METRICS.md.
 REFERENCE = {
     "Set5": {2: (33.67, 0.9303), 3: (30.40, 0.8689), 4: (28.43, 0.8111)},
     "Set14": {2: (30.33, 0.8699), 3: (27.63, 0.7759), 4: (26.09, 0.7048), 8: (23.19, 0.5666)},

@@ -1,4 +1,4 @@
-"""LinearScope: y = F x + r with frozen masks and IN statistics (BPP_SPEC.md section 7)."""
+"""LinearScope: y = F x + r with frozen masks and IN statistics (docs/ANALYSIS.md)."""
 
 from __future__ import annotations
 

@@ -277,14 +277,20 @@ def test_every_config_and_variant_loads_and_validates():
     specs = ["default.py", "default.py:tiny", "t91.py", "t91.py:tiny", "raindrop.py", "raindrop.py:tiny",
              "dehaze.py", "dehaze.py:tiny", "dped.py", "dped.py:tiny", "hdr_sr.py", "hdr_sr.py:tiny"]
     specs += [f"sr.py:{v}" for v in ("x2", "x3", "x4", "x8", "multi", "x4,tfds", "multi,tfds", "x2,tiny", "multi,tiny")]
+    specs += [f"zoo.py:{v}" for v in ("x2", "x3", "x4", "multi", "x2,tiny", "multi,tiny")]
     for spec in specs:
         c = load_config_file(str(CONFIGS / spec))
         validate_config(c, device_count=1, check_data=False)
         if spec.endswith("tiny"):
             assert c.model.features == (8, 8, 8) and c.train.steps <= 30, spec
         else:
-            assert c.model.features == ((32, 24, 16) if spec in ("default.py", "t91.py") else (256, 128, 64, 48)), spec
+            expected = {"default.py": (32, 24, 16), "t91.py": (32, 24, 16)}.get(spec, (48, 32, 24) if "zoo" in spec else (256, 128, 64, 48))
+            assert c.model.features == expected, spec
+            assert not any(n in str(c.data.val.to_dict()) for n in ("Set5", "Set14", "B100")) or "sr.py" in spec, spec
     assert load_config_file(str(CONFIGS / "sr.py:x3")).data.patch == 144
     assert load_config_file(str(CONFIGS / "sr.py:x8")).data.patch == 192
     with pytest.raises(ConfigError, match="variant"):
         load_config_file(str(CONFIGS / "sr.py:x5"))
+    with pytest.raises(ConfigError, match="variant"):
+        load_config_file(str(CONFIGS / "zoo.py:x8"))
+    assert load_config_file(str(CONFIGS / "zoo.py:multi")).data.scales == (2, 3, 4)

@@ -1,7 +1,7 @@
 """Aligned (input, target) image pairs held in memory, degraded once up front.
 
 SR inputs are the paper's: HR cropped to a multiple of the scale, MATLAB
-bicubic down, MATLAB bicubic back up (``BPP_SPEC.md`` section 8). Degrading
+bicubic down, MATLAB bicubic back up (docs/METRICS.md). Degrading
 each whole image once and cropping aligned patches from both arrays is much
 cheaper than resizing every patch, and gives the same pixels the benchmarks use.
 """

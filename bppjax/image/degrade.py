@@ -1,6 +1,6 @@
 """Degradations that turn a clean image into the network's input.
 
-Super-resolution (BPP_SPEC.md section 8): the HR image is cropped to a
+Super-resolution (docs/METRICS.md): the HR image is cropped to a
 multiple of the scale (top-left crop, as the benchmark toolboxes do), shrunk
 with MATLAB bicubic and enlarged back to the cropped size; the network sees the
 enlarged image and predicts the HR one. Everything stays uint8 so the LR image

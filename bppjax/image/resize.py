@@ -2,7 +2,7 @@
 
 SR results are only comparable when the low-resolution images are made the
 way MATLAB's ``imresize(img, scale, 'bicubic')`` makes them. The rules, as
-pinned in BPP_SPEC.md section 8 (verified bit-exactly against MATLAB-made
+described in docs/METRICS.md (verified bit-exactly against MATLAB-made
 benchmark images):
 
 * Keys cubic kernel with a = -0.5, support [-2, 2].

@@ -1,4 +1,4 @@
-"""The Back-Projection Pipeline (BPP), as rebuilt in ``shared/docs/BPP_SPEC.md``.
+"""The Back-Projection Pipeline (BPP); the network and its arithmetic are described in docs/ARCHITECTURE.md.
 
 Levels are indexed 0 (lowest resolution, H/2^(L-1)) to L-1 (the input
 resolution). Data flow:

@@ -7,7 +7,7 @@ Two operations carry custom VJPs, both for speed on XLA:CPU (measurements in
 ``docs/PERFORMANCE.md``):
 
 * ``conv_up``, the stride-2 3x3 transposed convolution: XLA:CPU differentiates
-  ``lhs_dilation`` convolutions very slowly (``PERF_NOTES.md``), so the input
+  ``lhs_dilation`` convolutions very slowly (docs/PERFORMANCE.md), so the input
   gradient is an ordinary stride-2 convolution and the weight gradient nine
   GEMMs. Its forward pass is chosen by width: four stride-1 convolutions on the
   low-resolution grid (one per output phase, no multiplications by the zeros

@@ -1,4 +1,4 @@
-"""The continuous-time BPP (BPP_SPEC.md section 6): depth is time, solved with diffrax.
+"""The continuous-time BPP (docs/ODE.md): depth is time, solved with diffrax.
 
 State h = (h_0, ..., h_{L-1}); the lowest level is constant::
 

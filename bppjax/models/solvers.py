@@ -1,6 +1,6 @@
 """ODE solvers for the continuous-time BPP: a scale-causal Euler method for diffrax.
 
-The discrete network is not forward Euler of its ODE (BPP_SPEC.md section 6):
+The discrete network is not forward Euler of its ODE (docs/ODE.md):
 Euler with dt = 1 updates every level from the old state (a Jacobi sweep),
 while the network updates level l from the already-updated level l-1 (a
 Gauss-Seidel sweep). ``ScaleCausalEuler`` is that Gauss-Seidel sweep written

@@ -1,7 +1,7 @@
 """Periodic validation: full-image PSNR/SSIM of the model and of its input (bicubic for SR).
 
 Scores follow ``config.eval`` (the Y_M convention and crop border = scale by
-default, ``BPP_SPEC.md`` section 8) through ``bppjax.metrics``' NumPy reference,
+default, docs/METRICS.md) through ``bppjax.metrics``' NumPy reference,
 on the 8-bit image the model would write.
 """
 
