@@ -41,7 +41,7 @@ from bppjax.checkpoint import load_model
 from bppjax.cli import EXIT_FAILED, EXIT_OK, command
 from bppjax.config_utils import split_overrides
 from bppjax.image.degrade import sr_input
-from bppjax.image.io import IMAGE_EXTENSIONS, read_image, to_float32, write_image
+from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image, to_float32, write_image
 
 SUMMARY_FILE = "summary.json"
 
@@ -71,7 +71,7 @@ def list_images(images: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"--images {path} is neither a folder nor an image file")
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = image_files(path)
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
     return files

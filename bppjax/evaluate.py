@@ -33,7 +33,7 @@ from tqdm import tqdm
 from bppjax.cli import command
 from bppjax.config_utils import split_overrides
 from bppjax.image.degrade import scale_ratio, sr_input
-from bppjax.image.io import IMAGE_EXTENSIONS, read_image, to_uint8, write_image
+from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image, to_uint8, write_image
 from bppjax.metrics import CONVENTIONS, psnr, ssim
 
 __all__ = [
@@ -90,9 +90,7 @@ def list_images(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"data folder not found: {folder}")
     if not folder.is_dir():
         raise NotADirectoryError(f"--data expects folders of HR images, got a file: {folder}")
-    files = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
+    files = image_files(folder)
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in data folder: {folder}")
     return files

@@ -24,7 +24,7 @@ import numpy as np
 
 from bppjax import tiling
 from bppjax.cli import debug_enabled, describe
-from bppjax.image.io import IMAGE_EXTENSIONS, WRITE_EXTENSIONS, bit_depth, read_photo, to_float32, write_image
+from bppjax.image.io import IMAGE_EXTENSIONS, WRITE_EXTENSIONS, bit_depth, image_files, read_photo, to_float32, write_image
 from bppjax.image.resize import imresize, output_shape_for
 
 PyTree = Any
@@ -168,7 +168,7 @@ def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = image_files(p)
             if not found:
                 problems.append((p, f"folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})"))
             files.extend(found)

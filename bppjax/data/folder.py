@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bppjax.image.io import IMAGE_EXTENSIONS, read_image
+from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image
 
 
 def list_images(folder: str | Path, key: str = "data") -> list[Path]:
@@ -14,7 +14,7 @@ def list_images(folder: str | Path, key: str = "data") -> list[Path]:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{key}: folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = image_files(folder)
     if not files:
         raise FileNotFoundError(f"{key}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     return files

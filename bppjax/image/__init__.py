@@ -13,11 +13,14 @@ from bppjax.image.degrade import (
     sr_input,
     sr_input_jax,
 )
-from bppjax.image.io import IMAGE_EXTENSIONS, bit_depth, read_image, to_float32, to_uint8, write_image
+from bppjax.image.io import IMAGE_EXTENSIONS, Photo, bit_depth, image_files, read_image, read_photo, to_float32, to_uint8, write_image
 from bppjax.image.resize import imresize, imresize_jax, output_shape_for, resize_weights
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "Photo",
+    "image_files",
+    "read_photo",
     "SRSample",
     "bit_depth",
     "imresize",

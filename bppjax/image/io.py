@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "Photo", "read_image", "read_photo", "write_image", "to_float32", "to_uint8", "bit_depth"]
+__all__ = ["IMAGE_EXTENSIONS", "Photo", "image_files", "read_image", "read_photo", "write_image", "to_float32", "to_uint8", "bit_depth"]
 
 #: File name suffixes treated as images (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -109,6 +109,16 @@ def read_image(path: str | os.PathLike, *, dtype: Dtype = "float32", channels: i
     if dtype == "uint8":
         return to_uint8(samples)
     return to_float32(samples)
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files (by suffix, ``IMAGE_EXTENSIONS``) directly inside ``folder``, sorted by name; hidden files skipped.
+
+    Returns [] for an empty folder; callers say what an empty or missing folder means for them.
+    """
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
 def read_photo(path: str | os.PathLike) -> Photo:
