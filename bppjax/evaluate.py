@@ -236,7 +236,7 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="Extra --config.KEY=VALUE arguments are passed to the checkpoint's config.",
     )
     parser.add_argument("--method", choices=sorted(METHODS), help="a built-in method (default: bicubic)")
-    parser.add_argument("--checkpoint", metavar="WORKDIR", help="evaluate the model trained in WORKDIR")
+    parser.add_argument("--checkpoint", metavar="WORKDIR|NAME", help="evaluate the model trained in WORKDIR, or a zoo model")
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of HR images")
     parser.add_argument("--scales", nargs="+", type=_parse_scale, default=[2, 3, 4], metavar="S")
     parser.add_argument("--convention", choices=CONVENTIONS, default="Y_M", help="metric convention (default Y_M)")
@@ -249,20 +249,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _checkpoint_method(workdir: str, config_overrides: list[str]) -> EnhanceFn:
-    """Builds the ``EnhanceFn`` of a trained model.
-
-    ---- CHECKPOINT HOOK (owned by whoever maintains bppjax.checkpoint) ----
-    Contract: return a callable mapping a float32 (H, W, 3) array in [0, 1] to
-    the enhanced array of the same shape (no batch axis; large images are
-    tiled inside). ``config_overrides`` are the ``KEY=VALUE`` strings given as
-    ``--config.KEY=VALUE``.
-    """
-    try:
-        from bppjax.checkpoint import load_model
-    except ModuleNotFoundError as e:
-        if e.name != "bppjax.checkpoint":
-            raise
-        raise ValueError("--checkpoint is not available yet: bppjax.checkpoint.load_model does not exist") from None
+    """The ``EnhanceFn`` of a trained model: a workdir or a zoo name, large images tiled inside."""
+    from bppjax.checkpoint import load_model
     from bppjax.tiling import tiled_inference
 
     loaded = load_model(workdir, config_overrides)
