@@ -25,6 +25,7 @@ import numpy as np
 from bppjax import tiling
 from bppjax.cli import debug_enabled, describe
 from bppjax.image.io import IMAGE_EXTENSIONS, WRITE_EXTENSIONS, bit_depth, image_files, read_photo, to_float32, write_image
+from bppjax.image.io import quantise as quantise_samples
 from bppjax.image.resize import imresize, output_shape_for
 
 PyTree = Any
@@ -309,8 +310,7 @@ def quantise(image: np.ndarray, depth: int, rows: int = 256) -> np.ndarray:
     peak = 255 if depth == 8 else 65535
     out = np.empty(image.shape, np.uint8 if depth == 8 else np.uint16)
     for i in range(0, image.shape[0], rows):
-        band = image[i : i + rows].astype(np.float64)
-        out[i : i + rows] = np.clip(np.floor(band * peak + 0.5), 0, peak)
+        out[i : i + rows] = quantise_samples(image[i : i + rows], peak)
     return out
 
 

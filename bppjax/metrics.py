@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
+from bppjax.image.io import quantise
+
 __all__ = [
     "CONVENTIONS",
     "Convention",
@@ -115,7 +117,7 @@ def quantize_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
             f"{name}: float images must be in [0, 1], got range [{image.min():.3g}, {image.max():.3g}]"
             " (pass uint8 for 0..255 data)"
         )
-    return np.clip(np.floor(image.astype(np.float64) * PEAK + 0.5), 0, PEAK).astype(np.uint8)
+    return quantise(image, PEAK).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- NumPy (evaluation)

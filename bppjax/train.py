@@ -16,6 +16,7 @@ logic lives in ``bppjax.training.train_and_evaluate``; see docs/TRAINING.md.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -79,4 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == 1:  # the run stopped (e.g. a full disk): skip exit handlers that would retry the failed writes
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

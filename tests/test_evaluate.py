@@ -253,12 +253,6 @@ def test_cli_usage_errors(tiny, capsys, argv):
     assert "usage" in capsys.readouterr().err
 
 
-def test_checkpoint_without_the_module_is_a_clear_error(tiny, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "bppjax.checkpoint", None)  # as if not written yet
-    assert ev.main(["--checkpoint", "wd", "--data", str(tiny), "--no-progress"]) == 2
-    assert "not available yet" in capsys.readouterr().err
-
-
 def test_checkpoint_receives_config_overrides(tiny, monkeypatch, capsys):
     checkpoint = pytest.importorskip("bppjax.checkpoint")
     received = {}

@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "Photo", "image_files", "read_image", "read_photo", "write_image", "to_float32", "to_uint8", "bit_depth"]
+__all__ = ["IMAGE_EXTENSIONS", "Photo", "image_files", "quantise", "read_image", "read_photo", "write_image", "to_float32", "to_uint8", "bit_depth"]
 
 #: File name suffixes treated as images (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -173,7 +173,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         return np.floor(image.astype(np.float64) / 257 + 0.5).astype(np.uint8)
     if np.issubdtype(image.dtype, np.floating):
-        return _quantise(image, 255).astype(np.uint8)
+        return quantise(image, 255).astype(np.uint8)
     raise ValueError(f"unsupported image dtype {image.dtype}; expected uint8, uint16 or float")
 
 
@@ -398,8 +398,8 @@ def _decode_tiff(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------- encoding
 
 
-def _quantise(image: np.ndarray, peak: int) -> np.ndarray:
-    """Round half up and clip floats in [0, 1] to integers 0..peak (as float64)."""
+def quantise(image: np.ndarray, peak: int) -> np.ndarray:
+    """Round half up and clip floats in [0, 1] to integers 0..peak (as float64): the one rounding rule of bppjax."""
     x = np.asarray(image, dtype=np.float64)
     if np.isnan(x).any():
         raise ValueError("image contains NaN values")
@@ -415,7 +415,7 @@ def _to_depth(image: np.ndarray, depth: int, path: Path) -> np.ndarray:
         if np.isnan(image).any():
             raise ValueError(f"cannot write {path}: image contains NaN values")
         peak = 255 if depth == 8 else 65535
-        return _quantise(image, peak).astype(np.uint8 if depth == 8 else np.uint16)
+        return quantise(image, peak).astype(np.uint8 if depth == 8 else np.uint16)
     raise ValueError(f"cannot write {path}: unsupported dtype {image.dtype} (use uint8, uint16 or float)")
 
 

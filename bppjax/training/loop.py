@@ -55,14 +55,15 @@ def _complete_steps(workdir: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
 
 
-def _write_failed(workdir: Path, step: int, error: BaseException) -> CheckpointWriteError:
+def _write_failed(workdir: Path, step: int, error: BaseException, what: str = "") -> CheckpointWriteError:
+    """The one message of a run stopped by a failed write: what failed, at which step, and the last good checkpoint."""
     from bppjax.cli import describe  # noqa: PLC0415
 
-    good = [s for s in _complete_steps(workdir) if s != step]
+    good = [s for s in _complete_steps(workdir) if s != step or what]
     last = f"step {good[-1]} in {workdir / ckpt.CHECKPOINT_DIR}" if good else "none (no checkpoint was written)"
     return CheckpointWriteError(
-        f"could not save the checkpoint of step {step}: {describe(error)}. Training stopped; the last complete "
-        f"checkpoint is {last}. Fix the cause (e.g. free disk space) and run the same command again to resume."
+        f"could not {what or f'save the checkpoint of step {step}'}: {describe(error)}. Training stopped; the last "
+        f"complete checkpoint is {last}. Fix the cause (e.g. free disk space) and run the same command again to resume."
     )
 
 
@@ -76,7 +77,7 @@ class _Saver:
     """Checkpoints of one run: finite-state check first, then an (async) Orbax save; write errors name the step."""
 
     def __init__(self, manager: ocp.CheckpointManager, workdir: Path):
-        self.manager, self.workdir, self.in_flight = manager, workdir, None
+        self.manager, self.workdir, self.in_flight, self.failed = manager, workdir, None, False
 
     def finish(self) -> None:
         """Wait for the save in flight; a failure surfaces here (async saves fail in a background thread)."""
@@ -84,6 +85,7 @@ class _Saver:
         try:
             self.manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001 - Orbax re-raises the writer thread's error, whatever its type
+            self.failed = True
             raise _write_failed(self.workdir, step, e) from None
 
     def save(self, step: int, state: TrainState, meta: dict[str, Any]) -> None:
@@ -94,6 +96,7 @@ class _Saver:
         try:
             ckpt.save_checkpoint(self.manager, step, state.params, rest, meta)
         except Exception as e:  # noqa: BLE001 - OSError, or Orbax's wrappers of it
+            self.failed = True
             raise _write_failed(self.workdir, step, e) from None
         self.in_flight = step
 
@@ -305,6 +308,10 @@ def train_and_evaluate(
             if do_ckpt:
                 saver.save(done, state, meta)
         saver.finish()
+    except OSError as e:  # the metrics or TensorBoard files (checkpoint writes raise CheckpointWriteError)
+        bar.close()
+        saver.failed = True
+        raise _write_failed(workdir, int(jax.device_get(state.step)), e, what=f"write the training logs in {workdir}") from None
     except NonFiniteLossError as e:
         bar.close()
         with contextlib.suppress(Exception):
@@ -317,12 +324,13 @@ def train_and_evaluate(
         ) from None
     finally:
         bar.close()
-        with contextlib.suppress(Exception):  # a failed write was reported above; do not raise it twice
+        if not saver.failed:
             manager.wait_until_finished()
-        with contextlib.suppress(Exception):
             manager.close()
-        writer.close()
-        quiet.close()
+            writer.close()
+            quiet.close()
+        # After a failed write the manager and writers are left open (their threads would report the
+        # same failure again, at length, while closing) and their loggers stay quiet.
     seconds = time.time() - t0
     if main_host and tc.curve:
         plot_curve(read_records(workdir / METRICS_FILE), workdir / CURVE_FILE, title=str(workdir))
