@@ -54,6 +54,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--batch", type=int, help="tiles per network call")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
     p.add_argument("--ext", help="output format suffix (default: the input's)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of the outputs, 1-100 (default 95)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), help="output bit depth (default: the input's)")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _x2")
     p.add_argument("--overwrite", action="store_true", help="allow an output to replace its input")
@@ -73,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, overrides = parse_args(argv)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not 1 <= args.quality <= 100:
+        print(f"error: --quality must be between 1 and 100; got {args.quality}", file=sys.stderr)
         return 2
     for name in ("tile", "stride", "batch"):
         v = getattr(args, name)
@@ -119,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{loaded.config.model.get('arch', 'bpp')} from {args.checkpoint} (step {loaded.step}); "
           f"scale {scale or 1:g}; {args.mode} tiling: {tile_desc}", file=sys.stderr)
 
-    outcomes = enhance_files(jobs, loaded.model, loaded.params, depth=args.bit_depth, progress=not args.quiet, **options)
+    outcomes = enhance_files(jobs, loaded.model, loaded.params, depth=args.bit_depth, quality=args.quality,
+                             progress=not args.quiet, **options)
     missing = [Outcome(path, path, error=msg) for path, msg in problems]
     print(summary(missing + outcomes))
     return 1 if any(o.error is not None for o in missing + outcomes) else 0

@@ -225,13 +225,15 @@ def enhance_files(
     params: PyTree,
     *,
     depth: int | None = None,
+    quality: int = 95,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     **options: Any,
 ) -> list[Outcome]:
     """Read, enhance and write each job; a failing image is recorded and skipped.
 
-    ``options`` go to ``enhance`` (scale, mode, tile, ...). Every failure of one
+    ``quality`` is the JPEG/WebP quality of the outputs; ``options`` go to
+    ``enhance`` (scale, mode, tile, ...). Every failure of one
     file (unreadable, too small, too large an output, unwritable target, or any
     other error) is recorded in its ``Outcome`` and the next file is processed;
     with ``BPPJAX_DEBUG=1`` an unexpected error raises instead.
@@ -246,7 +248,7 @@ def enhance_files(
         for job in images:
             images.set_postfix_str(job.source.name)
             try:
-                outcomes.append(_enhance_one(job, model, params, depth, tiles_bar, log, options))
+                outcomes.append(_enhance_one(job, model, params, depth, quality, tiles_bar, log, options))
             except Exception as e:  # noqa: BLE001 - one bad file never stops the others
                 if debug_enabled():
                     raise
@@ -258,7 +260,7 @@ def enhance_files(
     return outcomes
 
 
-def _enhance_one(job: Job, model, params, depth, bar, log, options) -> Outcome:
+def _enhance_one(job: Job, model, params, depth, quality, bar, log, options) -> Outcome:
     t0 = time.perf_counter()
     try:
         photo = read_photo(job.source)
@@ -284,7 +286,7 @@ def _enhance_one(job: Job, model, params, depth, bar, log, options) -> Outcome:
     for note in notes:
         log(f"note: {note}")
     try:
-        write_image(job.target, image if depth == 32 else quantise(image, depth), bit_depth=depth,
+        write_image(job.target, image if depth == 32 else quantise(image, depth), bit_depth=depth, quality=quality,
                     icc_profile=photo.icc_profile, exif=photo.exif)
     except (OSError, ValueError) as e:  # e.g. an unwritable folder: the other images still get written
         log(f"could not write {job.target}: {e}")

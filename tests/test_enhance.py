@@ -238,3 +238,15 @@ def test_the_function_and_the_command_module_do_not_clash():
     importlib.import_module("bppjax.enhance")  # what python -m bppjax.enhance imports
     assert bppjax.enhance_image is bppjax.inference.enhance
     assert callable(bppjax.enhance.main) and not callable(bppjax.enhance)
+
+
+def test_jpeg_quality_is_an_option(workdir, tmp_path):
+    rng = np.random.default_rng(4)
+    write_image(tmp_path / "p.jpg", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    sizes = {}
+    for q in (30, 95):
+        assert main([str(tmp_path / "p.jpg"), "--checkpoint", str(workdir), "--out", str(tmp_path / f"q{q}"), "--quiet",
+                     "--quality", str(q)]) == 0
+        sizes[q] = (tmp_path / f"q{q}" / "p.jpg").stat().st_size
+    assert sizes[30] < sizes[95]
+    assert main([str(tmp_path / "p.jpg"), "--checkpoint", str(workdir), "--out", str(tmp_path / "x"), "--quality", "0"]) == 2
