@@ -42,7 +42,7 @@ def train(workdir: Path, steps: int, patch: int = 96, batch: int = 16, lr: float
     import ml_collections
     import optax
 
-    from bppjax.checkpoint import save_model
+    from bppjax.workdir import save_model
     from bppjax.data.pairs import sr_pairs
     from bppjax.image.io import read_image
     from bppjax.models.presets import build_model, preset
@@ -125,7 +125,7 @@ def exact(size: tuple[int, int] = (150, 190), tile: int = 96) -> dict:
 
 def set5(checkpoint: Path, modes: Sequence[str], repeats: int = 1) -> list[dict]:
     """Y_M PSNR (shave 2) and warm wall time per tiling setting on Set5 x2."""
-    from bppjax.checkpoint import load_model
+    from bppjax.workdir import load_model
     from bppjax.data.pairs import sr_pairs
     from bppjax.image.io import read_image
     from bppjax.metrics import psnr

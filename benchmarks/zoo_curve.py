@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bppjax.checkpoint import CHECKPOINT_DIR, CONFIG_FILE, load_model
+from bppjax.workdir import CHECKPOINT_DIR, CONFIG_FILE, load_model
 from bppjax.evaluate import evaluate
 from bppjax.tiling import tiled_inference
 

@@ -17,7 +17,7 @@ degradations), ``bppjax.metrics``, ``bppjax.training``, ``bppjax.tiling``,
 import importlib
 from typing import Any
 
-from bppjax.checkpoint import LoadedModel, load_model, save_model
+from bppjax.workdir import LoadedModel, load_model, save_model
 from bppjax.models import (
     BPP,
     PRESETS,

@@ -37,9 +37,9 @@ from tqdm.auto import tqdm
 from bppjax.analysis import linearscope as ls
 from bppjax.analysis import plots
 from bppjax.analysis.update_norms import average, normalise, update_norms
-from bppjax.checkpoint import load_model
+from bppjax.workdir import load_model
 from bppjax.cli import EXIT_FAILED, EXIT_OK, command
-from bppjax.config_utils import split_overrides
+from bppjax.overrides import split_overrides
 from bppjax.image.degrade import sr_input
 from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image, to_float32, write_image
 
@@ -137,7 +137,7 @@ def analyze(
     """Run both analyses of a checkpoint on a folder of images; returns what ``summary.json`` holds.
 
     Args:
-      checkpoint: a workdir readable by ``bppjax.checkpoint.load_model``.
+      checkpoint: a workdir readable by ``bppjax.workdir.load_model``.
       images: a folder of images (or one file); HR images when ``scale`` > 1.
       out: output folder.
       overrides: ``KEY=VALUE`` config overrides for ``load_model`` (e.g. ``model.kind=ode``).

@@ -30,7 +30,7 @@ import numpy as np
 
 from bppjax import tiling
 from bppjax.cli import command
-from bppjax.config_utils import split_overrides
+from bppjax.overrides import split_overrides
 from bppjax.inference import Outcome, collect_inputs, default_memory_budget_gb, enhance_files, plan_outputs, summary, training_scale
 
 
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {path}: {msg}", file=sys.stderr)
     try:
         jobs = plan_outputs(files, args.out, ext=args.ext, suffix=args.suffix, overwrite=args.overwrite)
-        from bppjax.checkpoint import load_model  # after argument checks: imports Orbax
+        from bppjax.workdir import load_model  # after argument checks: imports Orbax
 
         if args.checkpoint is None:
             from bppjax import zoo

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bppjax.cli import command
-from bppjax.config_utils import split_overrides
+from bppjax.overrides import split_overrides
 from bppjax.image.degrade import scale_ratio, sr_input
 from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image, to_uint8, write_image
 from bppjax.metrics import CONVENTIONS, psnr, ssim
@@ -250,7 +250,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _checkpoint_method(workdir: str, config_overrides: list[str]) -> EnhanceFn:
     """The ``EnhanceFn`` of a trained model: a workdir or a zoo name, large images tiled inside."""
-    from bppjax.checkpoint import load_model
+    from bppjax.workdir import load_model
     from bppjax.tiling import tiled_inference
 
     loaded = load_model(workdir, config_overrides)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from bppjax.cli import command
-from bppjax.config_utils import apply_overrides, split_overrides
+from bppjax.overrides import apply_overrides, split_overrides
 from bppjax.models.presets import PRESETS, build_model, preset
 from bppjax.training.config import load_config_file
 

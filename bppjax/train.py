@@ -24,8 +24,8 @@ from typing import Sequence
 import ml_collections
 
 from bppjax.cli import command
-from bppjax.checkpoint import CONFIG_FILE, load_config
-from bppjax.config_utils import apply_overrides, split_overrides
+from bppjax.workdir import CONFIG_FILE, load_config
+from bppjax.overrides import apply_overrides, split_overrides
 from bppjax.training.config import with_defaults
 from bppjax.training import CheckpointWriteError, ConfigError, NonFiniteLossError, default_config, load_config_file, train_and_evaluate
 

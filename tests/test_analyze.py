@@ -12,7 +12,7 @@ import pytest
 from skimage import data
 
 from bppjax import analyze as cli
-from bppjax.checkpoint import save_model
+from bppjax.workdir import save_model
 from bppjax.image.io import write_image
 from bppjax.models.presets import build_model, preset
 

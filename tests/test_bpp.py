@@ -117,7 +117,7 @@ def _loss_and_grad(model, params, x):
     return jax.jit(jax.value_and_grad(lambda p: jnp.mean(jnp.abs(model.apply({"params": p}, x) - 0.5))))(params)
 
 
-# remat on/off: tests/test_sweep.py
+# remat on/off: tests/test_reversible.py
 
 
 def test_bfloat16_runs_close_to_float32():

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from bppjax.checkpoint import save_model
+from bppjax.workdir import save_model
 from bppjax.enhance import main
 from bppjax.inference import enhance, plan_outputs, quantise, summary, training_scale
 from bppjax.image.io import read_image, write_image

@@ -254,7 +254,7 @@ def test_cli_usage_errors(tiny, capsys, argv):
 
 
 def test_checkpoint_receives_config_overrides(tiny, monkeypatch, capsys):
-    checkpoint = pytest.importorskip("bppjax.checkpoint")
+    checkpoint = pytest.importorskip("bppjax.workdir")
     received = {}
 
     def fake_load_model(workdir, overrides=(), which="best"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bppjax import checkpoint as ckpt
+from bppjax import workdir as ckpt
 from bppjax.cli import command, describe
 from bppjax.training import loop
 from bppjax.training.config import default_config

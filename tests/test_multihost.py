@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from bppjax.checkpoint import load_model
+from bppjax.workdir import load_model
 from bppjax.training import parallel
 from bppjax.training.config import default_config
 from bppjax.training.loop import train_and_evaluate

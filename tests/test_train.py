@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from bppjax import checkpoint as ck
+from bppjax import workdir as ck
 from bppjax.train import main, resolve_config
 from bppjax.training import ConfigError, NonFiniteLossError, default_config, load_config_file, train_and_evaluate, validate_config
 from bppjax.training.writers import METRICS_FILE, read_records

@@ -14,7 +14,7 @@ import pytest
 
 import bppjax
 from bppjax import zoo
-from bppjax.checkpoint import load_model
+from bppjax.workdir import load_model
 from bppjax.evaluate import evaluate
 from bppjax.image.io import read_image, write_image
 from bppjax.tiling import tiled_inference
@@ -141,7 +141,11 @@ def test_train_warm_starts_from_a_zoo_model(tmp_path):
 @pytest.mark.slow
 def test_a_wheel_carries_the_weights_and_cards(tmp_path):
     root = zoo.ZOO_DIR.parents[1]
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
+    src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(root / "bppjax", src / "bppjax", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("bppjax-*.whl")
     with zipfile.ZipFile(wheel) as z:

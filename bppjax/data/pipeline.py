@@ -17,7 +17,7 @@ from typing import Sequence
 
 import ml_collections
 
-from bppjax.data import embedded, folder, paired, tfds_source
+from bppjax.data import embedded, folder, paired_folder, tfds_source
 from bppjax.data.pairs import ImagePair, nbytes, paired as make_paired, sr_pairs
 from bppjax.data.sampler import PatchSampler
 
@@ -85,7 +85,7 @@ def load_pairs(src: ml_collections.ConfigDict, scales: Sequence[int], key: str, 
     if src.source == "paired":
         return [
             make_paired(n, folder.read_uint(a), folder.read_uint(b), group=_paired_group(src.target_dir), source=str(a))
-            for n, a, b in paired.match_pairs(src.input_dir, src.target_dir, tuple(src.strip_suffixes), key)[: src.limit or None]
+            for n, a, b in paired_folder.match_pairs(src.input_dir, src.target_dir, tuple(src.strip_suffixes), key)[: src.limit or None]
         ]
     if not scales:
         raise ValueError(f"data.scales is empty but {key}.source={src.source!r} needs SR scales, e.g. (2,)")

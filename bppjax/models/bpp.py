@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bppjax.models.layers import Conv, ConvUp, NormReLU, dirac_init
-from bppjax.models.sweep import reversible_blocks
+from bppjax.models.reversible import reversible_blocks
 
 Array = jax.Array
 
@@ -219,7 +219,7 @@ class BPP(nn.Module):
         block) or "eq2" (R recomputed at the start of every unit, Eq. 2 literally).
       dtype: compute dtype; parameters stay float32.
       remat: "none"; "block" (the backward pass recomputes each flux block from its
-        outputs and stores only the down-projections, ``bppjax.models.sweep``);
+        outputs and stores only the down-projections, ``bppjax.models.reversible``);
         or "checkpoint" (``jax.checkpoint`` around each flux block).
       dirac_noise: std of the noise added to Dirac kernels when IN is off.
       freeze: LinearScope mode (see ``NormReLU``).
@@ -331,7 +331,7 @@ class BPP(nn.Module):
         return h
 
     def _reversible_evolve(self, h: Sequence[Array], p: Sequence[Array | None]) -> Sequence[Array]:
-        """The D flux blocks as one op whose backward pass rematerialises the states (``sweep``).
+        """The D flux blocks as one op whose backward pass rematerialises the states (``bppjax.models.reversible``).
 
         Initialisation, LinearScope (``freeze``) and sowing update norms take the
         plain path; the parameter tree is the same.

@@ -333,7 +333,7 @@ def compiler_options(remat: str = "none") -> dict[str, str]:
     ``remat: checkpoint`` (``jax.checkpoint`` per block) saves no memory under
     XLA:CPU's default scheduler, which orders work for concurrency and runs the
     recomputations early; the memory-optimised scheduler recovers part of the
-    saving. ``remat: block`` (``bppjax.models.sweep``) orders its own
+    saving. ``remat: block`` (``bppjax.models.reversible``) orders its own
     recomputation and runs faster under the default scheduler. Pass the result
     as ``jax.jit(..., compiler_options=...)``; it is empty where not needed.
     """

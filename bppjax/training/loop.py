@@ -27,7 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from bppjax import checkpoint as ckpt
+from bppjax import workdir as ckpt
 from bppjax.data.pipeline import build_sampler, build_val, describe
 from bppjax.data.sampler import PatchSampler, local_slice, validate_state
 from bppjax.models.layers import compiler_options
@@ -190,7 +190,7 @@ def _flush(pending: list[tuple[int, dict[str, jax.Array]]]) -> list[tuple[int, d
 
 def _warm_start(state: TrainState, init_from: str | Path, model_cfg: ml_collections.ConfigDict) -> TrainState:
     """``state`` with the parameters of a workdir or zoo model (shapes checked against this config's model)."""
-    from bppjax.checkpoint import check_param_shapes, load_model  # noqa: PLC0415
+    from bppjax.workdir import check_param_shapes, load_model  # noqa: PLC0415
 
     try:
         loaded = load_model(init_from)

@@ -114,8 +114,8 @@ def pretrained(name: str | None = None, overrides: Sequence[str] = (), folder: s
     import jax
     import ml_collections
 
-    from bppjax.checkpoint import LoadedModel, check_param_shapes, param_shapes
-    from bppjax.config_utils import apply_overrides
+    from bppjax.workdir import LoadedModel, check_param_shapes, param_shapes
+    from bppjax.overrides import apply_overrides
     from bppjax.models.presets import build_model
 
     meta = card(name, folder)

@@ -74,7 +74,7 @@ def export_model(
 
     from flax import serialization
 
-    from bppjax.checkpoint import load_model
+    from bppjax.workdir import load_model
     from bppjax.evaluate import evaluate
     from bppjax.tiling import tiled_inference
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bppjax.models import build_model, model_config
-from bppjax.models.sweep import block_forward, reversible_blocks
+from bppjax.models.reversible import block_forward, reversible_blocks
 
 KEY = jax.random.key(0, impl="rbg")
 

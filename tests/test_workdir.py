@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bppjax import checkpoint as ck
+from bppjax import workdir as ck
 from bppjax.models.presets import build_model
 from bppjax.training.config import default_config
 

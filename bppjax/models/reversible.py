@@ -23,7 +23,7 @@ forward pass.
 
 The reconstruction is exact in real arithmetic; in floating point it adds one
 rounding per block and level: gradients agree with the plain blocks to about
-1e-6 relative in float32 (``tests/test_sweep.py``), and to bfloat16's rounding
+1e-6 relative in float32 (``tests/test_reversible.py``), and to bfloat16's rounding
 level in bfloat16.
 """
 

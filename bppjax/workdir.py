@@ -28,7 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
-from bppjax.config_utils import apply_overrides
+from bppjax.overrides import apply_overrides
 from bppjax.models.presets import build_model
 
 CONFIG_FILE = "config.json"
@@ -88,7 +88,7 @@ def load_config(workdir: str | Path, overrides: Sequence[str] = ()) -> ml_collec
     workdir = _existing_workdir(workdir)
     path = workdir / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {workdir} was not written by bppjax.train or bppjax.checkpoint.save_model")
+        raise FileNotFoundError(f"{path} is missing: {workdir} was not written by bppjax.train or bppjax.workdir.save_model")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
