@@ -17,7 +17,6 @@ degradations), ``bppjax.metrics``, ``bppjax.training``, ``bppjax.tiling``,
 import importlib
 from typing import Any
 
-from bppjax.workdir import LoadedModel, load_model, save_model
 from bppjax.models import (
     BPP,
     PRESETS,
@@ -33,25 +32,41 @@ from bppjax.models import (
     model_config,
     preset,
 )
-from bppjax.training import train_and_evaluate
-from bppjax.zoo import pretrained
 
 __version__ = "0.1.0"
 
-
-#: Names loaded on first use (tiling and file handling import more than a notebook may need).
-_LAZY = {"enhance_image": ("bppjax.inference", "enhance"), "enhance_files": ("bppjax.inference", "enhance_files")}
+#: The rest of the public API, imported on first use: Orbax, optax, diffrax and
+#: the file tools cost seconds that ``import bppjax`` should not.
+_LAZY = {
+    "LoadedModel": "bppjax.workdir", "load_model": "bppjax.workdir", "save_model": "bppjax.workdir",
+    "pretrained": "bppjax.zoo",
+    "train_and_evaluate": "bppjax.training.loop", "default_config": "bppjax.training.config",
+    "load_config_file": "bppjax.training.config",
+    "BPPODE": "bppjax.models.ode",
+    "read_image": "bppjax.image.io", "read_photo": "bppjax.image.io", "write_image": "bppjax.image.io",
+    "imresize": "bppjax.image.resize", "sr_input": "bppjax.image.degrade",
+    "psnr": "bppjax.metrics", "ssim": "bppjax.metrics",
+    "enhance_image": ("bppjax.inference", "enhance"), "enhance_files": "bppjax.inference",
+    "self_ensemble": "bppjax.evaluate",
+    "update_norms": "bppjax.analysis.update_norms", "mean_update_norms": "bppjax.analysis.update_norms",
+    "decompose": "bppjax.analysis.linearscope",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        module, attr = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # later lookups skip this hook
+        return value
     raise AttributeError(f"module 'bppjax' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
-    "BPP", "PRESETS", "Analysis", "Downscale", "FluxBlock", "FluxUnit", "LoadedModel", "ResNet", "Scaler",
-    "Synthesis", "Upscale", "build_model", "enhance_files", "enhance_image", "load_model", "model_config", "preset", "pretrained", "save_model",
-    "train_and_evaluate",
+    "BPP", "PRESETS", "Analysis", "Downscale", "FluxBlock", "FluxUnit", "ResNet", "Scaler", "Synthesis", "Upscale",
+    "build_model", "model_config", "preset", *_LAZY,
 ]
