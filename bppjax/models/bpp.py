@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bppjax.models.flux import flux_unit_step
 from bppjax.models.layers import Conv, ConvUp, NormReLU, dirac_init
 from bppjax.models.reversible import reversible_blocks
 
@@ -142,11 +143,7 @@ class FluxUnit(nn.Module):
         return self.downscale(h)
 
     def __call__(self, h_lower: Array, h: Array, p: Array | None, eq2: bool = False) -> tuple[Array, Array | None, Array]:
-        if eq2:
-            p = self.project(h)
-        dh = self.update(h_lower, p)
-        h = h + dh.astype(h.dtype)
-        p_next = self.project(h) if (self.with_downscale and not eq2) else None
+        h, p_next, dh, _ = flux_unit_step(self.update, self.project, h_lower, h, p, eq2=eq2, carries_r=self.with_downscale)
         return h, p_next, dh
 
 

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bppjax.models.flux import flux_unit_step
+
 Array = jax.Array
 Params = Any
 #: ``update(l, params_of_P_l, h_lower, p) -> dh``: the upscale P_l of level l as a pure function.
@@ -59,11 +61,11 @@ def block_forward(update: UpdateFn, project: ProjectFn, params: Params, h: Seque
     used: list[Array | None] = [None] * len(h)
     for l in range(1, len(h)):
         unit = _unit(params, l)
-        if eq2:
-            p[l] = project(l, unit["downscale"], h[l])
-        used[l] = p[l]
-        h[l] = h[l] + update(l, unit["upscale"], h[l - 1], p[l]).astype(h[l].dtype)
-        p[l] = project(l, unit["downscale"], h[l]) if (not eq2 and "downscale" in unit) else None
+        h[l], p[l], _, used[l] = flux_unit_step(
+            lambda a, b, l=l, w=unit: update(l, w["upscale"], a, b),
+            lambda x, l=l, w=unit: project(l, w["downscale"], x),
+            h[l - 1], h[l], p[l], eq2=eq2, carries_r="downscale" in unit,
+        )
     return h, p, used
 
 
