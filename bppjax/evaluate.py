@@ -1,4 +1,4 @@
-"""Evaluate an SR method on benchmark folders: ``python -m bppjax.evaluate``.
+"""Evaluate an SR method on benchmark folders: ``python -m bppjax.evaluate`` (over ``bppjax.evaluation``).
 
 Example (the bicubic rows of the paper's Table 1)::
 
@@ -22,201 +22,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from bppjax.cli import command
+from bppjax.evaluation import (  # noqa: F401 - the library, importable from here as before
+    METHODS,
+    EnhanceFn,
+    _canonical_scale,
+    bicubic,
+    evaluate,
+    format_table,
+    list_images,
+    self_ensemble,
+)
+from bppjax.metrics import CONVENTIONS
 from bppjax.overrides import split_overrides
-from bppjax.image.degrade import scale_ratio, sr_input
-from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image, to_uint8, write_image
-from bppjax.metrics import CONVENTIONS, psnr, ssim
-
-__all__ = [
-    "EnhanceFn",
-    "METHODS",
-    "bicubic",
-    "self_ensemble",
-    "list_images",
-    "evaluate",
-    "format_table",
-    "main",
-]
-
-EnhanceFn = Callable[[np.ndarray], np.ndarray]
-Results = dict[str, dict[float, dict[str, float]]]
-
-
-def bicubic(x: np.ndarray) -> np.ndarray:
-    """The bicubic baseline: the network input already is the bicubic result."""
-    return x
-
-
-METHODS: dict[str, EnhanceFn] = {"bicubic": bicubic}
-
-
-def self_ensemble(enhance_fn: EnhanceFn) -> EnhanceFn:
-    """x8 geometric self-ensemble: run f on the 8 flips/rot90s, undo, average.
-
-    Valid for any method that accepts both orientations of the image (a fully
-    convolutional network does). Output is float32.
-    """
-
-    def ensembled(x: np.ndarray) -> np.ndarray:
-        total = np.zeros(x.shape, dtype=np.float64)
-        for k in range(4):
-            for flip in (False, True):
-                t = np.rot90(x, k, axes=(0, 1))
-                t = np.ascontiguousarray(t[:, ::-1] if flip else t)
-                y = np.asarray(enhance_fn(t))
-                if y.shape != t.shape:
-                    raise ValueError(f"enhance_fn returned shape {y.shape} for an input of shape {t.shape}")
-                y = y[:, ::-1] if flip else y
-                total += np.rot90(y, -k, axes=(0, 1))
-        return (total / 8).astype(np.float32)
-
-    ensembled.__name__ = f"self_ensemble({getattr(enhance_fn, '__name__', 'enhance_fn')})"
-    return ensembled
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Sorted image files (by suffix) directly inside ``folder``; hidden files skipped."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise FileNotFoundError(f"data folder not found: {folder}")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"--data expects folders of HR images, got a file: {folder}")
-    files = image_files(folder)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in data folder: {folder}")
-    return files
-
-
-def evaluate(
-    enhance_fn: EnhanceFn | Mapping[float, EnhanceFn],
-    data_dirs: Sequence[str | Path],
-    scales: Sequence[float],
-    *,
-    convention: str = "Y_M",
-    shave: int | None = None,
-    save_dir: str | Path | None = None,
-    progress: bool = True,
-) -> Results:
-    """Mean PSNR/SSIM of a method per dataset and scale.
-
-    Args:
-      enhance_fn: an ``EnhanceFn``, or a mapping scale -> ``EnhanceFn`` for
-        methods with one model per scale.
-      data_dirs: folders of HR images; each dataset is named after its folder.
-      scales: SR factors (2, 3, 4, 8, or ratios like 1.5).
-      convention: "Y_M" (paper's SR tables), "Y_P" or "RGB".
-      shave: border pixels ignored; default: the scale (rounded up).
-      save_dir: if given, outputs are written as PNG to
-        ``save_dir/<dataset>/x<scale>/<name>.png`` at the source bit depth.
-      progress: show a tqdm bar per dataset.
-
-    Returns:
-      ``{dataset: {scale: {"psnr": mean, "ssim": mean, "n": images}}}``.
-    """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    if not scales:
-        raise ValueError("scales must list at least one scale")
-    scales = [_canonical_scale(s) for s in scales]
-    if isinstance(enhance_fn, Mapping):
-        missing = [s for s in scales if s not in enhance_fn]
-        if missing:
-            raise ValueError(f"enhance_fn mapping has no method for scale(s) {missing}")
-    elif not callable(enhance_fn):
-        raise ValueError(f"enhance_fn must be callable or a mapping scale -> callable, got {type(enhance_fn).__name__}")
-    datasets = _dataset_names(data_dirs)
-
-    results: Results = {}
-    for name, folder in datasets.items():
-        files = list_images(folder)
-        scores = {s: [] for s in scales}
-        with tqdm(total=len(files) * len(scales), desc=name, unit="img", disable=not progress, file=sys.stderr) as bar:
-            for path in files:
-                native = read_image(path, dtype="native")
-                depth = 16 if native.dtype == np.uint16 else 8
-                hr = to_uint8(native)
-                for s in scales:
-                    fn = enhance_fn[s] if isinstance(enhance_fn, Mapping) else enhance_fn
-                    border = math.ceil(s) if shave is None else shave
-                    output, score = _score_image(fn, hr, s, convention, border, path)
-                    scores[s].append(score)
-                    if save_dir is not None:
-                        write_image(Path(save_dir) / name / f"x{s}" / f"{path.stem}.png", output, bit_depth=depth)
-                    bar.update(1)
-        results[name] = {
-            s: {
-                "psnr": float(np.mean([p for p, _ in scores[s]])),
-                "ssim": float(np.mean([q for _, q in scores[s]])),
-                "n": len(scores[s]),
-            }
-            for s in scales
-        }
-    return results
-
-
-def _score_image(
-    fn: EnhanceFn, hr: np.ndarray, scale: float, convention: str, shave: int, path: Path
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """Degrades, enhances and scores one image; returns the float output too."""
-    sample = sr_input(hr, scale)
-    x = sample.net_input.astype(np.float32) / np.float32(255)
-    y = np.asarray(fn(x))
-    if y.shape != x.shape:
-        raise ValueError(f"{path}: method returned shape {y.shape}, expected the input shape {x.shape}")
-    if not np.issubdtype(y.dtype, np.floating):
-        raise ValueError(f"{path}: method must return float32 in [0, 1], got dtype {y.dtype}")
-    if not np.isfinite(y).all():
-        raise ValueError(f"{path}: method output contains NaN or inf at scale {scale}")
-    scored = to_uint8(y)  # the 8-bit image the published pipelines score
-    p = psnr(sample.hr, scored, convention=convention, shave=shave)
-    q = ssim(sample.hr, scored, convention=convention, shave=shave)
-    return y, (p, q)
-
-
-def _canonical_scale(scale: float) -> float:
-    """2.0 -> 2 (so results and folders read x2); validates the value."""
-    ratio = scale_ratio(scale)
-    return int(ratio) if ratio.denominator == 1 else float(scale)
-
-
-def _dataset_names(data_dirs: Sequence[str | Path]) -> dict[str, Path]:
-    if isinstance(data_dirs, (str, Path)):
-        data_dirs = [data_dirs]
-    if not data_dirs:
-        raise ValueError("data_dirs must list at least one folder")
-    names: dict[str, Path] = {}
-    for d in data_dirs:
-        path = Path(d)
-        name = path.resolve().name
-        if name in names:
-            raise ValueError(f"two data folders share the name {name!r}: {names[name]} and {path}")
-        names[name] = path
-    return names
-
-
-def format_table(results: Results, method: str) -> str:
-    """A Markdown table laid out like the paper's Table 1 (PSNR / SSIM per dataset)."""
-    datasets = list(results)
-    scales = list(dict.fromkeys(s for d in datasets for s in results[d]))
-    header = "| Method | Scale | " + " | ".join(f"{d} PSNR / SSIM" for d in datasets) + " |"
-    rule = "|---|---|" + "---|" * len(datasets)
-    rows = [header, rule]
-    for s in scales:
-        cells = []
-        for d in datasets:
-            r = results[d].get(s)
-            cells.append("-" if r is None else f"{r['psnr']:.2f} / {r['ssim']:.4f}")
-        rows.append(f"| {method} | x{s} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
 
 
 # --------------------------------------------------------------------------- command line

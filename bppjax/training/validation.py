@@ -2,7 +2,8 @@
 
 Scores follow ``config.eval`` (the Y_M convention and crop border = scale by
 default, docs/METRICS.md) through ``bppjax.metrics``' NumPy reference,
-on the 8-bit image the model would write.
+on the 8-bit image the model would write, with the scoring function and
+border rule of ``bppjax.evaluation``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from bppjax import metrics
+from bppjax.evaluation import border_for, score
 from bppjax.data.pairs import ImagePair
 
 
 def shave_for(pair: ImagePair, crop_border: int) -> int:
-    """Border removed before scoring: ``crop_border``, or the SR scale when it is -1."""
-    if crop_border >= 0:
-        return int(crop_border)
-    return pair.scale if pair.scale > 1 else 0
+    """Border removed before scoring: ``bppjax.evaluation.border_for`` (``crop_border``, or the SR scale when -1)."""
+    return border_for(pair.scale, crop_border)
 
 
 def _float(x: np.ndarray) -> np.ndarray:
@@ -52,9 +51,7 @@ class Validator:
         self._baseline: dict[str, float] | None = None
 
     def _score(self, pair: ImagePair, output: np.ndarray) -> tuple[float, float]:
-        return metrics.psnr_ssim(
-            _float(pair.target), output, convention=self.convention, shave=shave_for(pair, self.crop_border)
-        )
+        return score(_float(pair.target), output, self.convention, shave_for(pair, self.crop_border))
 
     def baseline(self) -> dict[str, float]:
         """Scores of the unprocessed inputs (the bicubic row of an SR table)."""
