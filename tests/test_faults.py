@@ -159,3 +159,15 @@ def test_analyze_skips_a_corrupt_image_and_reports_a_missing_folder(tmp_path, ca
     code = main(["--checkpoint", str(tmp_path / "wd"), "--images", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --images") and "nowhere" in err
+
+
+def test_evaluate_stops_on_a_bad_benchmark_file_with_one_line(tmp_path, capsys):
+    from bppjax.evaluate import main
+    from bppjax.image.io import write_image
+
+    folder = tmp_path / "Bench"
+    write_image(folder / "a.png", np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert main(["--data", str(folder), "--scales", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "b.png" in err and "Traceback" not in err and err.count("error:") == 1
