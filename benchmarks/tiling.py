@@ -1,4 +1,4 @@
-"""Tiled inference benchmarks (issue 7); figures recorded in docs/ENHANCE.md.
+"""Tiled inference benchmarks; figures recorded in docs/ENHANCE.md.
 
 Commands (2-core CPU; each prints its figures)::
 

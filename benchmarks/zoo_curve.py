@@ -19,11 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from bppjax.workdir import CHECKPOINT_DIR, CONFIG_FILE, load_model
 from bppjax.evaluate import evaluate
-from bppjax.tiling import tiled_inference
 
 
 def checkpoint_minutes(workdir: Path) -> dict[int, float]:
@@ -49,7 +46,7 @@ def main(argv=None) -> int:
         step = min(minutes, key=lambda s: abs(minutes[s] - want))
         m = load_model(args.workdir, step=step)
         scales = list(m.config.data.scales)
-        res = evaluate(lambda x: np.asarray(tiled_inference(m.model, m.params, x), np.float32), args.data, scales, progress=False)
+        res = evaluate(m.enhance, args.data, scales, progress=False)
         rows.append({"minutes": round(minutes[step], 1), "step": step,
                      "psnr": {d: {str(s): round(v["psnr"], 3) for s, v in r.items()} for d, r in res.items()},
                      "ssim": {d: {str(s): round(v["ssim"], 4) for s, v in r.items()} for d, r in res.items()}})

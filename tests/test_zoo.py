@@ -17,7 +17,6 @@ from bppjax import zoo
 from bppjax.workdir import load_model
 from bppjax.evaluate import evaluate
 from bppjax.image.io import read_image, write_image
-from bppjax.tiling import tiled_inference
 from bppjax.training.config import ConfigError, default_config
 from bppjax.training.loop import train_and_evaluate
 
@@ -54,8 +53,7 @@ def test_each_model_reproduces_its_cards_set5_scores(name, shared_data):
     c = zoo.card(name)
     m = bppjax.pretrained(name)
     expected = c["evaluation"]["results"]["Set5"]
-    got = evaluate(lambda x: np.asarray(tiled_inference(m.model, m.params, x), np.float32), [shared_data / "Set5"],
-                   [int(s) for s in expected], progress=False)["Set5"]
+    got = evaluate(m.enhance, [shared_data / "Set5"], [int(s) for s in expected], progress=False)["Set5"]
     for s, r in expected.items():
         assert got[int(s)]["psnr"] == pytest.approx(r["psnr"], abs=0.01), f"{name} x{s}"
 

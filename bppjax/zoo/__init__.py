@@ -56,7 +56,7 @@ def names(folder: str | Path = ZOO_DIR) -> tuple[str, ...]:
 
 def is_zoo_name(spec: Any, folder: str | Path = ZOO_DIR) -> bool:
     """True when ``spec`` names a shipped model and no file or folder of that name exists here."""
-    return isinstance(spec, str) and spec in cards(folder) and not Path(spec).exists()
+    return isinstance(spec, (str, Path)) and str(spec) in cards(folder) and not Path(spec).exists()
 
 
 def card(name: str, folder: str | Path = ZOO_DIR) -> dict[str, Any]:

@@ -76,7 +76,6 @@ def export_model(
 
     from bppjax.workdir import load_model
     from bppjax.evaluate import evaluate
-    from bppjax.tiling import tiled_inference
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,11 +111,7 @@ def export_model(
     _cards.cache_clear()
 
     shipped = pretrained(name, folder=folder)
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        return np.asarray(tiled_inference(shipped.model, shipped.params, x), dtype=np.float32)
-
-    results = evaluate(fn, data_dirs, scales, convention="Y_M", progress=progress)
+    results = evaluate(shipped.enhance, data_dirs, scales, convention="Y_M", progress=progress)
     data_args = " ".join(str(d) for d in data_dirs)
     card["evaluation"] = {
         "convention": "Y_M",
