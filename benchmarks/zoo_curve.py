@@ -6,7 +6,8 @@
 The wall time of a checkpoint is its folder's modification time minus that of
 the run's ``config.json`` (written when training starts), so it includes
 start-up, compilation and validation. The checkpoint nearest each requested
-minute is scored (Y_M, border = scale). These are points of one cosine
+minute is scored (Y_M, border = scale; ``--mode`` is the tiling, as for
+``bppjax.tiling``). These are points of one cosine
 schedule, not separate shorter runs, whose learning rate would have annealed
 sooner: a run planned for 15 minutes would score somewhat higher than the
 15-minute point of a longer one.
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("workdir", type=Path)
     p.add_argument("--minutes", type=float, nargs="+", required=True)
     p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--mode", default="auto", help="tiling mode of the scoring (bppjax.tiling.MODES)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     minutes = checkpoint_minutes(args.workdir)
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
         step = min(minutes, key=lambda s: abs(minutes[s] - want))
         m = load_model(args.workdir, step=step)
         scales = list(m.config.data.scales)
-        res = evaluate(m.enhance, args.data, scales, progress=False)
+        res = evaluate(lambda x, m=m: m.enhance(x, mode=args.mode), args.data, scales, progress=False)
         rows.append({"minutes": round(minutes[step], 1), "step": step,
                      "psnr": {d: {str(s): round(v["psnr"], 3) for s, v in r.items()} for d, r in res.items()},
                      "ssim": {d: {str(s): round(v["ssim"], 4) for s, v in r.items()} for d, r in res.items()}})
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
             f"{d} x{s}: {v['psnr']:.2f}" for d, r in res.items() for s, v in r.items()), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"workdir": str(args.workdir), "points": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"workdir": str(args.workdir), "mode": args.mode, "points": rows}, indent=2) + "\n")
     return 0
 
 
