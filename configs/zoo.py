@@ -34,7 +34,7 @@ from bppjax.training.config import ConfigError, base_config, tiny_variant
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # training images beside the repo
 
 SCALES = {"x2": (2,), "x3": (3,), "x4": (4,), "multi": (2, 3, 4)}
-STEPS = {"x2": 8_000, "x3": 4_000, "x4": 5_000, "multi": 4_000}
+STEPS = {"x2": 8_000, "x3": 4_000, "x4": 5_000, "multi": 3_000}
 
 
 def get_config(variant: str = "x2"):
