@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from bppjax.data.sampler import dihedral
 from bppjax.image.degrade import scale_ratio, sr_input
-from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image, to_uint8, write_image
+from bppjax.image.io import list_image_files, read_image, to_uint8, write_image
 from bppjax.metrics import CONVENTIONS, psnr_ssim
 
 
@@ -99,16 +99,8 @@ def undo_dihedral(y: np.ndarray, t: int) -> np.ndarray:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Sorted image files (by suffix) directly inside ``folder``; hidden files skipped."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise FileNotFoundError(f"data folder not found: {folder}")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"--data expects folders of HR images, got a file: {folder}")
-    files = image_files(folder)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in data folder: {folder}")
-    return files
+    """Sorted image files (by suffix) directly inside a benchmark folder; hidden files skipped."""
+    return list_image_files(folder, "--data")
 
 
 def evaluate(

@@ -23,7 +23,7 @@ from bppjax.analysis import linearscope as ls
 from bppjax.analysis import plots
 from bppjax.analysis.update_norms import average, normalise, update_norms
 from bppjax.image.degrade import sr_input
-from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image, to_float32, write_image
+from bppjax.image.io import list_image_files, read_image, to_float32, write_image
 from bppjax.workdir import load_model
 
 SUMMARY_FILE = "summary.json"
@@ -49,15 +49,7 @@ def config_scale(config: ml_collections.ConfigDict) -> int | None:
 
 def list_images(images: str | Path) -> list[Path]:
     """Image files of a folder (sorted), or the one file given."""
-    path = Path(images)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"--images {path} is neither a folder nor an image file")
-    files = image_files(path)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
-    return files
+    return list_image_files(images, "--images", allow_file=True)
 
 
 def network_input(path: Path, scale: int | None, max_size: int | None = None) -> np.ndarray:

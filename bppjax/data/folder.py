@@ -6,18 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bppjax.image.io import IMAGE_EXTENSIONS, image_files, read_image
+from bppjax.image.io import list_image_files, read_image
 
 
 def list_images(folder: str | Path, key: str = "data") -> list[Path]:
     """Image files directly in ``folder``, sorted by name; ``key`` names the config entry in errors."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{key}: folder {folder} does not exist")
-    files = image_files(folder)
-    if not files:
-        raise FileNotFoundError(f"{key}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    return files
+    return list_image_files(folder, key)
 
 
 def read_uint(path: Path) -> np.ndarray:

@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "Photo", "image_files", "quantise", "read_image", "read_photo", "write_image", "to_float32", "to_uint8", "bit_depth"]
+__all__ = ["IMAGE_EXTENSIONS", "NoImagesError", "Photo", "image_files", "list_image_files", "quantise", "read_image", "read_photo", "write_image", "to_float32", "to_uint8", "bit_depth"]
 
 #: File name suffixes treated as images (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -119,6 +119,29 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def list_image_files(path: str | os.PathLike, what: str, *, allow_file: bool = False) -> list[Path]:
+    """``image_files(path)``, or ``[path]`` for a file when ``allow_file``; errors name ``what`` (e.g. ``--data``).
+
+    Raises FileNotFoundError for a missing path or a file where a folder is
+    needed, and ``NoImagesError`` (both a FileNotFoundError and a ValueError)
+    for a folder without images.
+    """
+    path = Path(path).expanduser()
+    if allow_file and path.is_file():
+        return [path]
+    if not path.is_dir():
+        kind = "is a file, not a folder" if path.is_file() else "does not exist"
+        raise FileNotFoundError(f"{what}: folder {path} {kind}")
+    files = image_files(path)
+    if not files:
+        raise NoImagesError(f"{what}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
+    return files
+
+
+class NoImagesError(FileNotFoundError, ValueError):
+    """A folder that holds no image files."""
 
 
 def read_photo(path: str | os.PathLike) -> Photo:
