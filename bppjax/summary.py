@@ -1,6 +1,6 @@
 """``python -m bppjax.summary``: parameters, MACs per output pixel and state shapes.
 
-The MAC count is computed from the architecture (``macs_per_pixel``) and can be
+The MAC count is the model's own (``model.macs_per_pixel()``) and can be
 cross-checked against XLA's cost analysis of the compiled forward pass
 (``--xla``); the test suite does that check.
 """
@@ -25,14 +25,6 @@ from bppjax.training.config import load_config_file
 def count_params(params: Any) -> int:
     """Number of scalars in a parameter pytree."""
     return int(sum(x.size for x in jax.tree.leaves(params)))
-
-
-def macs_per_pixel(cfg: ml_collections.ConfigDict, channels: int = 3) -> float:
-    """Multiply-accumulates per output pixel of one forward pass: the model's own count (``macs_per_pixel()``).
-
-    The ODE model is counted as its discrete counterpart (one evaluation per block).
-    """
-    return float(build_model(cfg).macs_per_pixel(channels))
 
 
 def xla_macs_per_pixel(model: Any, size: int = 256) -> float:
@@ -68,7 +60,7 @@ def summarize(cfg: ml_collections.ConfigDict, size: int = 256, xla: bool = False
         "kind": cfg.kind,
         "params": count_params(params),
         "params_by_part": {k: count_params(v) for k, v in params.items()},
-        "macs_per_pixel": macs_per_pixel(cfg),
+        "macs_per_pixel": float(model.macs_per_pixel()),  # the ODE model counts as one evaluation per block
         "input_size": size,
         "state_shapes": [list(s) for s in state_shapes(cfg, size)],
     }
