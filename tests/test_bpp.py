@@ -186,3 +186,13 @@ def test_bad_config_raises_clear_error(overrides, match):
         cfg[k] = v
     with pytest.raises(ValueError, match=match):
         build_model(cfg)
+
+
+def test_resnet_rejects_the_flux_block_remat():
+    cfg = preset("resnet_tiny")
+    cfg.remat = "block"  # BPP's reversible sweep; a residual block cannot be run backwards
+    with pytest.raises(ValueError, match=r"model.remat must be one of \('none', 'checkpoint'\) for model.arch='resnet'"):
+        build_model(cfg)
+    cfg.remat = "checkpoint"
+    assert build_model(cfg).remat == "checkpoint"
+

@@ -14,9 +14,12 @@ import jax.numpy as jnp
 import ml_collections
 
 from bppjax.models.bpp import BPP, DOWN_PROJECTIONS, DTYPES, REMATS
+from bppjax.models.resnet import REMATS as RESNET_REMATS
 from bppjax.models.resnet import ResNet, width_for_params
 
 ARCHS = ("bpp", "resnet")
+#: The ``model.remat`` values each architecture implements (``block`` is BPP's reversible sweep).
+ARCH_REMATS = {"bpp": REMATS, "resnet": RESNET_REMATS}
 KINDS = ("discrete", "ode")
 
 
@@ -93,14 +96,14 @@ def preset(name: str) -> ml_collections.ConfigDict:
 def validate_model_config(cfg: ml_collections.ConfigDict) -> None:
     """Check a model config before anything is compiled; errors name the config key."""
 
-    def choice(key: str, options) -> None:
+    def choice(key: str, options, where: str = "") -> None:
         if cfg.get(key) not in options:
-            raise ValueError(f"model.{key} must be one of {tuple(options)}; got {cfg.get(key)!r}")
+            raise ValueError(f"model.{key} must be one of {tuple(options)}{where}; got {cfg.get(key)!r}")
 
     choice("arch", ARCHS)
     choice("kind", KINDS)
     choice("dtype", tuple(DTYPES))
-    choice("remat", REMATS)
+    choice("remat", ARCH_REMATS[cfg.arch], "" if cfg.arch == "bpp" else f" for model.arch={cfg.arch!r}")
     if cfg.arch == "bpp":
         choice("down_projection", DOWN_PROJECTIONS)
         feats = tuple(cfg.features)
@@ -137,4 +140,4 @@ def build_model(cfg: ml_collections.ConfigDict, freeze: bool = False) -> nn.Modu
     )
 
 
-__all__ = ["PRESETS", "build_model", "model_config", "preset", "validate_model_config", "jnp"]
+__all__ = ["ARCH_REMATS", "PRESETS", "build_model", "model_config", "preset", "validate_model_config", "jnp"]

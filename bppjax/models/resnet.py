@@ -18,6 +18,11 @@ from bppjax.models.layers import Conv, NormReLU
 
 Array = jax.Array
 
+#: ``remat`` values of the ResNet: "checkpoint" is ``jax.checkpoint`` per residual block. The
+#: reversible sweep of BPP's ``remat: block`` does not apply: a residual block reads the state
+#: it updates, so it cannot be run backwards from its output.
+REMATS = ("none", "checkpoint")
+
 
 class ResBlock(nn.Module):
     """conv -> ReLU -> conv, added back (EDSR: no batch norm, residual scaling)."""
@@ -45,8 +50,7 @@ class ResNet(nn.Module):
     res_scale: float = 1.0
     instance_norm: bool = False
     dtype: Any = jnp.float32
-    #: "none", or "block"/"checkpoint": ``jax.checkpoint`` per residual block (a ResNet block
-    #: reads the state it updates, so it cannot be run backwards like a flux block).
+    #: One of ``REMATS``: "none", or "checkpoint" (``jax.checkpoint`` per residual block).
     remat: str = "none"
     freeze: bool = False
 
@@ -80,10 +84,12 @@ class ResNet(nn.Module):
     def __call__(self, x: Array) -> Array:
         if self.width < 1 or self.blocks < 0:
             raise ValueError(f"model.resnet.width must be >= 1 and model.resnet.blocks >= 0; got {self.width}, {self.blocks}")
+        if self.remat not in REMATS:
+            raise ValueError(f"model.remat must be one of {REMATS} for model.arch='resnet'; got {self.remat!r}")
         validate_input(x)
         x = x.astype(jnp.float32)
         h = Conv(self.width, use_bias=True, dtype=self.dtype, name="head")(x.astype(self.dtype))
-        block = nn.remat(ResBlock) if self.remat in ("block", "checkpoint") else ResBlock
+        block = nn.remat(ResBlock) if self.remat == "checkpoint" else ResBlock
         for i in range(self.blocks):
             h = block(self.width, self.res_scale, self.instance_norm, self.freeze, self.dtype, name=f"block_{i:02d}")(h)
         init = nn.initializers.variance_scaling(0.01, "fan_in", "truncated_normal")
