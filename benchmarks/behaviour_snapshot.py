@@ -6,7 +6,8 @@
 Recorded: the paper preset's parameter and MAC counts, a tiny training run's final
 parameters and validation PSNR, one x2 enhance output, one LinearScope decomposition
 and the tiny model's Set5 x2 scores (SHA-256 prefixes of the float32 bytes). It imports
-the enhance function from its current home or the older one, so it runs on both.
+the enhance and evaluate functions from their library modules or, where a checkout has
+none, from the command modules, so it runs on both.
 """
 import hashlib
 import json
@@ -23,7 +24,10 @@ try:
     from bppjax.inference import enhance
 except ImportError:
     from bppjax.enhance import enhance
-from bppjax.evaluate import evaluate
+try:
+    from bppjax.evaluation import evaluate
+except ImportError:
+    from bppjax.evaluate import evaluate
 from bppjax.analysis import linearscope as ls
 
 SET5 = Path(__file__).resolve().parents[2] / "shared" / "data" / "Set5"

@@ -9,11 +9,14 @@ input-path error found before any work. Errors are one line on stderr,
 
 from __future__ import annotations
 
+import argparse
 import errno
 import functools
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEBUG_ENV = "BPPJAX_DEBUG"
@@ -57,6 +60,24 @@ def exit_code(error: BaseException) -> int:
     return EXIT_FAILED
 
 
+def usage_error(message: object) -> int:
+    """Prints ``error: <message>`` on stderr and returns the usage exit code, 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def arg_type(convert: Callable[[str], T], what: str) -> Callable[[str], T]:
+    """An argparse ``type`` from a converter whose ValueError becomes ``invalid <what> 'TEXT': <reason>``."""
+
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: {e}") from None
+
+    return parse
+
+
 def command(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str] | None], int]:
     """Decorates a command's ``main(argv) -> exit code``: strips ``--debug`` and turns errors into one line."""
 
@@ -80,4 +101,7 @@ def command(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str] | N
     return wrapped
 
 
-__all__ = ["DEBUG_ENV", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "command", "debug_enabled", "describe", "exit_code"]
+__all__ = [
+    "DEBUG_ENV", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "arg_type", "command", "debug_enabled", "describe", "exit_code",
+    "usage_error",
+]

@@ -10,12 +10,9 @@ Each folder holds HR images and is named after the folder. Per image and
 scale: HR cropped to a multiple of the scale, MATLAB bicubic down and up
 (``bppjax.image.sr_input``), the method enhances that input, its float output
 is quantised to uint8, and PSNR/SSIM are taken in the chosen convention
-(default ``Y_M``, shave = scale; docs/METRICS.md).
-
-A method is an ``EnhanceFn``: ``f(x) -> y`` with x and y float32 (H, W, 3)
-arrays in [0, 1], no batch axis, y the same shape as x. Bicubic is the
-identity (its output is the network input itself); a trained model plugs in
-the same way, and ``self_ensemble(f)`` averages f over the 8 flips/rotations.
+(default ``Y_M``, shave = scale; docs/METRICS.md). A method is a built-in
+(``--method``) or a trained model (``--checkpoint``); ``bppjax.evaluation``
+has the same as functions (``evaluate``, ``method_for``, ``self_ensemble``).
 """
 
 from __future__ import annotations
@@ -26,31 +23,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from bppjax.cli import command
-from bppjax.evaluation import (  # noqa: F401 - the library, importable from here as before
-    METHODS,
-    EnhanceFn,
-    _canonical_scale,
-    bicubic,
-    evaluate,
-    format_table,
-    list_images,
-    self_ensemble,
-)
+from bppjax.cli import arg_type, command
+from bppjax.evaluation import METHODS, canonical_scale, evaluate, format_table, method_for
 from bppjax.metrics import CONVENTIONS
 from bppjax.overrides import split_overrides
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _parse_scale(text: str) -> float:
-    try:
-        return _canonical_scale(float(text))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"invalid scale {text!r}: {e}") from None
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -62,7 +38,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=sorted(METHODS), help="a built-in method (default: bicubic)")
     parser.add_argument("--checkpoint", metavar="WORKDIR|NAME", help="evaluate the model trained in WORKDIR, or a zoo model")
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of HR images")
-    parser.add_argument("--scales", nargs="+", type=_parse_scale, default=[2, 3, 4], metavar="S")
+    parser.add_argument("--scales", nargs="+", type=arg_type(lambda t: canonical_scale(float(t)), "scale"), default=[2, 3, 4],
+                        metavar="S")
     parser.add_argument("--convention", choices=CONVENTIONS, default="Y_M", help="metric convention (default Y_M)")
     parser.add_argument("--shave", type=int, default=None, help="border pixels ignored (default: the scale)")
     parser.add_argument("--self-ensemble", action="store_true", help="average over the 8 flips/rotations")
@@ -70,13 +47,6 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-images", metavar="DIR", help="write outputs as PNG to DIR/<dataset>/x<scale>/")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
-
-
-def _checkpoint_method(workdir: str, config_overrides: list[str]) -> EnhanceFn:
-    """The ``EnhanceFn`` of a trained model: a workdir or a zoo name, large images tiled inside."""
-    from bppjax.workdir import load_model
-
-    return load_model(workdir, config_overrides).enhance
 
 
 @command
@@ -88,28 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     args = parser.parse_args(rest)
-    args.config_overrides = overrides  # "KEY=VALUE" strings, for the checkpoint's config
     if args.method and args.checkpoint:
         parser.error("give either --method or --checkpoint, not both")
-    if args.config_overrides and not args.checkpoint:
+    if overrides and not args.checkpoint:
         parser.error("--config.KEY=VALUE overrides apply to --checkpoint only")
     try:
-        if args.checkpoint:
-            fn, name = _checkpoint_method(args.checkpoint, args.config_overrides), Path(args.checkpoint).name
-        else:
-            name = args.method or "bicubic"
-            fn = METHODS[name]
-        if args.self_ensemble:
-            fn, name = self_ensemble(fn), name + "+"
-        results = evaluate(
-            fn,
-            args.data,
-            args.scales,
-            convention=args.convention,
-            shave=args.shave,
-            save_dir=args.save_images,
-            progress=not args.no_progress,
-        )
+        fn, name = method_for(args.method, args.checkpoint, overrides, args.self_ensemble)
+        results = evaluate(fn, args.data, args.scales, convention=args.convention, shave=args.shave,
+                           save_dir=args.save_images, progress=not args.no_progress)
     except (ValueError, OSError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from bppjax.data.sampler import dihedral
 from bppjax.image.degrade import scale_ratio, sr_input
-from bppjax.image.io import list_image_files, read_image, to_uint8, write_image
+from bppjax.image.io import list_image_files, read_image, to_float32, to_uint8, write_image
 from bppjax.metrics import CONVENTIONS, psnr_ssim
 
 
@@ -47,12 +47,14 @@ __all__ = [
     "METHODS",
     "bicubic",
     "self_ensemble",
+    "canonical_scale",
     "list_images",
+    "method_for",
     "border_for",
     "evaluate",
     "score",
     "format_table",
-    ]
+]
 
 EnhanceFn = Callable[[np.ndarray], np.ndarray]
 Results = dict[str, dict[float, dict[str, float]]]
@@ -98,6 +100,28 @@ def undo_dihedral(y: np.ndarray, t: int) -> np.ndarray:
     return y
 
 
+def method_for(
+    method: str | None = None, checkpoint: str | Path | None = None, overrides: Sequence[str] = (), ensemble: bool = False
+) -> tuple[EnhanceFn, str]:
+    """The ``EnhanceFn`` to score and its name in the table.
+
+    ``checkpoint``: a workdir or a zoo name, loaded with the ``--config.KEY=VALUE``
+    strings ``overrides`` (large images tiled inside, ``LoadedModel.enhance``),
+    named after the folder; else the built-in ``method`` (default bicubic).
+    ``ensemble`` wraps it in ``self_ensemble`` and adds "+" to the name.
+    """
+    if checkpoint:
+        from bppjax.workdir import load_model  # local: Orbax
+
+        fn, name = load_model(checkpoint, overrides).enhance, Path(checkpoint).name
+    else:
+        name = method or "bicubic"
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+        fn = METHODS[name]
+    return (self_ensemble(fn), name + "+") if ensemble else (fn, name)
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Sorted image files (by suffix) directly inside a benchmark folder; hidden files skipped."""
     return list_image_files(folder, "--data")
@@ -112,6 +136,7 @@ def evaluate(
     shave: int | None = None,
     save_dir: str | Path | None = None,
     progress: bool = True,
+    per_image: bool = False,
 ) -> Results:
     """Mean PSNR/SSIM of a method per dataset and scale.
 
@@ -125,6 +150,8 @@ def evaluate(
       save_dir: if given, outputs are written as PNG to
         ``save_dir/<dataset>/x<scale>/<name>.png`` at the source bit depth.
       progress: show a tqdm bar per dataset.
+      per_image: also return ``"psnr_per_image"`` and ``"ssim_per_image"``
+        (lists in file order), e.g. for paired significance tests.
 
     Returns:
       ``{dataset: {scale: {"psnr": mean, "ssim": mean, "n": images}}}``.
@@ -133,7 +160,7 @@ def evaluate(
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if not scales:
         raise ValueError("scales must list at least one scale")
-    scales = [_canonical_scale(s) for s in scales]
+    scales = [canonical_scale(s) for s in scales]
     if isinstance(enhance_fn, Mapping):
         missing = [s for s in scales if s not in enhance_fn]
         if missing:
@@ -164,6 +191,7 @@ def evaluate(
                 "psnr": float(np.mean([p for p, _ in scores[s]])),
                 "ssim": float(np.mean([q for _, q in scores[s]])),
                 "n": len(scores[s]),
+                **({"psnr_per_image": [p for p, _ in scores[s]], "ssim_per_image": [q for _, q in scores[s]]} if per_image else {}),
             }
             for s in scales
         }
@@ -175,7 +203,7 @@ def _score_image(
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Degrades, enhances and scores one image; returns the float output too."""
     sample = sr_input(hr, scale)
-    x = sample.net_input.astype(np.float32) / np.float32(255)
+    x = to_float32(sample.net_input)
     y = np.asarray(fn(x))
     if y.shape != x.shape:
         raise ValueError(f"{path}: method returned shape {y.shape}, expected the input shape {x.shape}")
@@ -187,7 +215,7 @@ def _score_image(
     return y, score(sample.hr, scored, convention, shave)
 
 
-def _canonical_scale(scale: float) -> float:
+def canonical_scale(scale: float) -> float:
     """2.0 -> 2 (so results and folders read x2); validates the value."""
     ratio = scale_ratio(scale)
     return int(ratio) if ratio.denominator == 1 else float(scale)

@@ -121,7 +121,7 @@ def enhance(
         return tiling.tiled_apply(apply_fn, np.ascontiguousarray(img), spec, multiple=multiple, progress=progress)
 
     if self_ensemble:
-        from bppjax.evaluate import self_ensemble as x8  # local: the evaluation CLI's imports are heavier
+        from bppjax.evaluation import self_ensemble as x8  # local: evaluation imports tqdm and the metrics
 
         run = x8(run)
     y = run(x)

@@ -1,4 +1,4 @@
-"""``bppjax.evaluate``: the bicubic rows (docs/METRICS.md), self-ensemble, saving, and CLI errors."""
+"""``bppjax.evaluation`` and ``python -m bppjax.evaluate``: the bicubic rows (docs/METRICS.md), self-ensemble, saving, and CLI errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bppjax import evaluate as ev
+from bppjax import evaluation as ev
+from bppjax.evaluate import main
 from bppjax.image import read_image, sr_input, write_image
 
 # Y_M bicubic references (PSNR, SSIM), docs/METRICS.md.
@@ -37,7 +38,7 @@ def test_bicubic_reproduces_the_reference_table(shared_data, tmp_path, capsys):
         pytest.skip("none of Set5, Set14, B100 in ../shared/data")
     out = tmp_path / "bicubic.json"
     argv = ["--method", "bicubic", "--data", *map(str, folders), "--scales", "2", "3", "4", "--json", str(out)]
-    assert ev.main([*argv, "--no-progress"]) == 0
+    assert main([*argv, "--no-progress"]) == 0
     results = json.loads(out.read_text())
     assert set(results) == {f.name for f in folders}
     _check(results, [2, 3, 4])
@@ -211,8 +212,8 @@ def test_format_table_layout():
 
 def test_cli_json_save_and_ensemble(tiny, tmp_path, capsys):
     out, saved = tmp_path / "r.json", tmp_path / "imgs"
-    code = ev.main(["--data", str(tiny), "--scales", "2", "1.5", "--json", str(out),
-                    "--save-images", str(saved), "--self-ensemble", "--no-progress"])
+    code = main(["--data", str(tiny), "--scales", "2", "1.5", "--json", str(out),
+                 "--save-images", str(saved), "--self-ensemble", "--no-progress"])
     assert code == 0
     results = json.loads(out.read_text())
     assert set(results["Tiny"]) == {"2", "1.5"} and results["Tiny"]["2"]["n"] == 3
@@ -229,7 +230,7 @@ def test_cli_json_save_and_ensemble(tiny, tmp_path, capsys):
 )
 def test_cli_errors_exit_2_with_a_message(tiny, capsys, argv, match):
     argv = [a.format(tiny=tiny) for a in argv]
-    assert ev.main([*argv, "--no-progress"]) == 2
+    assert main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "error" in err and match in err and "Traceback" not in err
 
@@ -248,9 +249,25 @@ def test_cli_errors_exit_2_with_a_message(tiny, capsys, argv, match):
 )
 def test_cli_usage_errors(tiny, capsys, argv):
     with pytest.raises(SystemExit) as info:
-        ev.main([a.format(tiny=tiny) for a in argv])
+        main([a.format(tiny=tiny) for a in argv])
     assert info.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_cli_names_a_bad_scale(tiny, capsys):
+    with pytest.raises(SystemExit):
+        main(["--data", str(tiny), "--scales", "two"])
+    assert "argument --scales: invalid scale 'two': could not convert string to float: 'two'" in capsys.readouterr().err
+
+
+def test_method_for_builtin_methods_and_ensemble():
+    x = np.random.default_rng(3).random((4, 6, 3)).astype(np.float32)
+    fn, name = ev.method_for()
+    assert fn is ev.bicubic and name == "bicubic"
+    fn, name = ev.method_for("bicubic", ensemble=True)
+    assert name == "bicubic+" and fn is not ev.bicubic and np.allclose(fn(x), x)
+    with pytest.raises(ValueError, match="unknown method 'nearest'"):
+        ev.method_for("nearest")
 
 
 def test_checkpoint_receives_config_overrides(tiny, monkeypatch, capsys):
@@ -262,7 +279,7 @@ def test_checkpoint_receives_config_overrides(tiny, monkeypatch, capsys):
         raise FileNotFoundError(f"no workdir {workdir}")
 
     monkeypatch.setattr(checkpoint, "load_model", fake_load_model)
-    code = ev.main(["--checkpoint", "wd", "--data", str(tiny), "--config.model.kind=ode", "--config.eval.batch", "2"])
+    code = main(["--checkpoint", "wd", "--data", str(tiny), "--config.model.kind=ode", "--config.eval.batch", "2"])
     assert code == 2 and "no workdir wd" in capsys.readouterr().err
     assert received == {"workdir": "wd", "overrides": ["model.kind=ode", "eval.batch=2"]}
 

@@ -15,7 +15,7 @@ import pytest
 import bppjax
 from bppjax import zoo
 from bppjax.workdir import load_model
-from bppjax.evaluate import evaluate
+from bppjax.evaluation import evaluate
 from bppjax.image.io import read_image, write_image
 from bppjax.training.config import ConfigError, default_config
 from bppjax.training.loop import train_and_evaluate

@@ -2,7 +2,7 @@
 
 ``export_model`` writes ``<name>.msgpack`` (float32 parameters) and
 ``<name>.json`` (the model card) atomically into the zoo folder, then scores the
-*written* weights with ``bppjax.evaluate.evaluate`` on the benchmark folders
+*written* weights with ``bppjax.evaluation.evaluate`` on the benchmark folders
 given, so the card's table is the table of the file that ships.
 """
 
@@ -75,7 +75,7 @@ def export_model(
     from flax import serialization
 
     from bppjax.workdir import load_model
-    from bppjax.evaluate import evaluate
+    from bppjax.evaluation import evaluate
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
