@@ -6,8 +6,9 @@ tiles (``bppjax.tiling``), so memory is bounded on any image size.
 ``enhance_files`` does the same for files: each read with its orientation,
 alpha, ICC profile and EXIF data (``bppjax.image.read_photo``), written in its
 own format and bit depth, every failure of one file recorded in its
-``Outcome`` while the others go on. ``python -m bppjax.enhance`` is the
-command line over these functions (docs/ENHANCE.md).
+``Outcome`` while the others go on. ``prepare_files`` loads a checkpoint
+and checks the outputs and the tiling before any image is read; ``python -m
+bppjax.enhance`` is the command line over it (docs/ENHANCE.md).
 """
 
 from __future__ import annotations
@@ -258,6 +259,94 @@ def enhance_files(
         tiles_bar.close()
         images.close()
     return outcomes
+
+
+def check_options(*, quality: int = 95, scale: float | None = None, tile: int | None = None, stride: int | None = None,
+                  batch: int | None = None) -> None:
+    """ValueError, naming the command-line flag, for a JPEG/WebP quality outside 1-100, a tile,
+    stride or batch below 1, or a scale that is not a positive number."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"--quality must be between 1 and 100; got {quality}")
+    for name, v in (("tile", tile), ("stride", stride), ("batch", batch)):
+        if v is not None and v < 1:
+            raise ValueError(f"--{name} must be >= 1; got {v}")
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"--scale must be a positive number; got {scale}")
+
+
+@dataclasses.dataclass
+class FileRun:
+    """Image files, a loaded model and the options to enhance them with, all checked (``prepare_files``)."""
+
+    jobs: list[Job]
+    loaded: Any  # bppjax.workdir.LoadedModel
+    checkpoint: str
+    spec: tiling.TileSpec
+    options: dict[str, Any]  # keyword arguments of ``enhance``: scale, mode, tile, ..., max_memory_gb
+
+    def describe(self) -> str:
+        """One line: the network, its checkpoint and step, the scale and the tiling."""
+        s = self.spec
+        tiles = "whole image" if s.tile is None else f"tile {s.tile}, stride {s.stride}, margin {s.margin}"
+        return (f"{self.loaded.config.model.get('arch', 'bpp')} from {self.checkpoint} (step {self.loaded.step}); "
+                f"scale {self.options['scale'] or 1:g}; {self.options['mode']} tiling: {tiles}")
+
+    def run(self, depth: int | None = None, quality: int = 95, progress: bool = True) -> list[Outcome]:
+        """``enhance_files`` over the jobs: one ``Outcome`` per file."""
+        return enhance_files(self.jobs, self.loaded.model, self.loaded.params, depth=depth, quality=quality,
+                             progress=progress, **self.options)
+
+
+def prepare_files(
+    files: Sequence[Path],
+    out_dir: Path,
+    *,
+    checkpoint: str | None = None,
+    overrides: Sequence[str] = (),
+    which: str = "best",
+    scale: float | None = None,
+    mode: str = "auto",
+    tile: int | None = None,
+    stride: int | None = None,
+    margin: int | None = None,
+    batch: int | None = None,
+    self_ensemble: bool = False,
+    max_memory_gb: float | None = None,
+    ext: str | None = None,
+    suffix: str = "",
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> FileRun:
+    """Output paths, the model and the tiling for enhancing ``files`` into ``out_dir``, before any image is read.
+
+    ``checkpoint`` is a workdir or a zoo name; without one the shipped model for
+    ``scale`` is used (``zoo.model_for_scale``, scale 2 by default) and ``log``
+    says which. ``scale`` defaults to the training scale of the checkpoint's
+    config; ``overrides`` are ``KEY=VALUE`` strings for that config.
+
+    Raises:
+      ValueError, FileNotFoundError: clashing outputs (``plan_outputs``), a
+        checkpoint or config that cannot be loaded, or a tiling the model cannot take.
+    """
+    from bppjax.workdir import load_model  # local: Orbax
+
+    jobs = plan_outputs(files, out_dir, ext=ext, suffix=suffix, overwrite=overwrite)
+    if checkpoint is None:
+        from bppjax import zoo
+
+        checkpoint = zoo.model_for_scale(scale)
+        scale = 2.0 if scale is None else scale
+        log(f"no --checkpoint: using the shipped model {checkpoint} for scale {scale:g}")
+    loaded = load_model(checkpoint, overrides, which=which)
+    scale = scale if scale is not None else training_scale(loaded.config)
+    patch = loaded.config.get("data", {}).get("patch") if hasattr(loaded.config, "get") else None
+    options = dict(scale=scale, mode=mode, tile=tile, stride=stride, margin=margin, batch=batch,
+                   patch=int(patch) if patch else None, self_ensemble=self_ensemble, max_memory_gb=max_memory_gb)
+    spec = tiling.resolve_spec(loaded.model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=options["patch"])
+    if spec.tile is not None:  # a tile/stride the model cannot take fails here, not at the first image
+        big = 4 * spec.tile
+        tiling.plan_tiles(big, big, spec, int(getattr(loaded.model, "multiple", 1)))
+    return FileRun(jobs, loaded, str(checkpoint), spec, options)
 
 
 def _enhance_one(job: Job, model, params, depth, quality, bar, log, options) -> Outcome:

@@ -11,7 +11,7 @@ import pytest
 
 from bppjax.workdir import save_model
 from bppjax.enhance import main
-from bppjax.inference import enhance, plan_outputs, quantise, summary, training_scale
+from bppjax.inference import enhance, plan_outputs, prepare_files, quantise, summary, training_scale
 from bppjax.image.io import read_image, write_image
 from bppjax.models.presets import build_model, preset
 
@@ -116,6 +116,43 @@ def test_cli_reports_a_tile_too_small_for_the_model(workdir, images, tmp_path, c
     assert rc == 2 and "tile=8" in capsys.readouterr().err
     rc = main([str(images / "rgb.png"), "--checkpoint", str(workdir), "--out", str(tmp_path / "x"), "--tile", "32", "--stride", "40"])
     assert rc == 2 and "leaves gaps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--quality", "0"], "error: --quality must be between 1 and 100; got 0"),
+        (["--tile", "0"], "error: --tile must be >= 1; got 0"),
+        (["--batch", "-2"], "error: --batch must be >= 1; got -2"),
+        (["--scale", "nan"], "error: --scale must be a positive number; got nan"),
+        (["--scale", "-1"], "error: --scale must be a positive number; got -1.0"),
+    ],
+)
+def test_cli_bad_option_values_are_one_line_and_exit_2(images, tmp_path, capsys, argv, message):
+    assert main([str(images / "rgb.png"), "--out", str(tmp_path / "x"), *argv]) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_cli_missing_inputs_are_listed_and_the_rest_written(workdir, images, tmp_path, capsys):
+    rc = main([str(images / "rgb.png"), str(tmp_path / "nope.png"), "--checkpoint", str(workdir), "--out", str(tmp_path / "o"), "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 1 and f"error: {tmp_path / 'nope.png'}: no such file or folder" in out.err
+    assert "nope.png" in out.out and "FAILED: no such file or folder" in out.out and "1 written, 1 failed" in out.out
+    assert (tmp_path / "o" / "rgb.png").is_file()
+
+
+def test_prepare_files_checks_everything_before_reading_an_image(workdir, tmp_path):
+    files = [tmp_path / "a.png"]  # never read by prepare_files
+    run = prepare_files(files, tmp_path / "out", checkpoint=str(workdir), tile=16, stride=8, log=pytest.fail)
+    assert [j.target for j in run.jobs] == [tmp_path / "out" / "a.png"]
+    assert run.options["scale"] == 2.0 and run.options["patch"] == 32  # from the workdir's config
+    assert run.describe() == f"bpp from {workdir} (step 0); scale 2; auto tiling: tile 16, stride 8, margin {run.spec.margin}"
+    with pytest.raises(ValueError, match="tile=8"):
+        prepare_files(files, tmp_path / "out", checkpoint=str(workdir), tile=8)
+    logged = []
+    with pytest.raises((ValueError, FileNotFoundError)):
+        prepare_files(files, tmp_path / "out", scale=2, log=logged.append, overrides=["model.depth=0"])
+    assert logged == ["no --checkpoint: using the shipped model bpp-sr-x2 for scale 2"]
 
 
 def test_plan_outputs_detects_name_clashes(tmp_path):
