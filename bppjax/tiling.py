@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bppjax.models.padding import pad_image_to_multiple
 
 PyTree = Any
 ApplyFn = Callable[[np.ndarray], Any]
@@ -300,17 +301,6 @@ def _jitted_apply(model: nn.Module) -> Callable:
     return jax.jit(model.apply)
 
 
-def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
-    """Reflect-pad bottom/right to a multiple, as ``BPP`` does internally (no copy when aligned)."""
-    h, w = image.shape[:2]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return image
-    if ph >= h or pw >= w:
-        raise ValueError(f"image of size {h}x{w} is too small to reflect-pad to a multiple of {multiple}")
-    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-
-
 def tiled_apply(
     apply_fn: ApplyFn,
     image: np.ndarray,
@@ -336,7 +326,7 @@ def tiled_apply(
     if image.ndim != 3:
         raise ValueError(f"tiled_apply expects one (H, W, C) image; got shape {image.shape}")
     h, w, c = image.shape
-    padded = pad_to_multiple(image, multiple)
+    padded = pad_image_to_multiple(image, multiple)
     plan = plan_tiles(padded.shape[0], padded.shape[1], spec, multiple)
     batch = spec.batch or max(1, BATCH_PIXELS // (plan.tile_h * plan.tile_w))
     batch = min(batch, plan.count)
@@ -412,6 +402,6 @@ def tile_count(height: int, width: int, spec: TileSpec, multiple: int = 1) -> in
 
 __all__ = [
     "AUTO_OVERLAP", "AUTO_TILE", "PATCH_OVERLAP", "DEFAULT_PATCH", "MODES", "PAPER_STRIDE", "TilePlan", "TileSpec", "axis_starts",
-    "axis_window", "has_instance_norm", "make_apply_fn", "pad_to_multiple", "plan_tiles", "probe_receptive_margin",
+    "axis_window", "has_instance_norm", "make_apply_fn", "plan_tiles", "probe_receptive_margin",
     "receptive_margin", "resolve_spec", "tile_count", "tiled_apply", "tiled_inference",
 ]

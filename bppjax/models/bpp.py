@@ -24,7 +24,8 @@ import numpy as np
 
 from bppjax.models.flux import flux_unit_step
 from bppjax.models.layers import Conv, ConvUp, NormReLU, dirac_init
-from bppjax.models.reversible import reversible_blocks
+from bppjax.models.padding import pad_batch_to_multiple
+from bppjax.models.reversible import ProjectFn, UpdateFn, reversible_blocks
 
 Array = jax.Array
 
@@ -161,22 +162,41 @@ class FluxBlock(nn.Module):
     dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.lecun_normal()
 
+    def unit(self, l: int, **kwargs: Any) -> FluxUnit:
+        """The flux unit of level ``l`` of this block (``kwargs``: ``name``, or ``parent=None`` for a template)."""
+        return FluxUnit(
+            self.features[l],
+            self.features[l - 1],
+            with_downscale=self.carries_r,
+            instance_norm=self.instance_norm,
+            freeze=self.freeze,
+            dtype=self.dtype,
+            kernel_init=self.kernel_init,
+            **kwargs,
+        )
+
+    def unit_functions(self) -> tuple[UpdateFn, ProjectFn]:
+        """P_l and R_l of this block's units as pure functions of their parameters (``bppjax.models.reversible``).
+
+        ``update(l, params_of_unit_l_upscale, h_lower, p)`` and ``project(l, params_of_unit_l_downscale, h)``
+        apply ``FluxUnit.update`` and ``FluxUnit.project`` of unit ``l`` to the given parameters.
+        """
+        units = {l: self.unit(l, parent=None) for l in range(1, len(self.features))}
+
+        def update(l: int, theta: Any, h_lower: Array, p: Array) -> Array:
+            return units[l].apply({"params": {"upscale": theta}}, h_lower, p, method=FluxUnit.update)
+
+        def project(l: int, theta: Any, h: Array) -> Array:
+            return units[l].apply({"params": {"downscale": theta}}, h, method=FluxUnit.project)
+
+        return update, project
+
     @nn.compact
     def __call__(self, h: Sequence[Array], p: Sequence[Array | None]):
         h, p = list(h), list(p)
         updates = [jnp.zeros((), jnp.float32)]  # level 0 never moves
         for l in range(1, len(self.features)):
-            unit = FluxUnit(
-                self.features[l],
-                self.features[l - 1],
-                with_downscale=self.carries_r,
-                instance_norm=self.instance_norm,
-                freeze=self.freeze,
-                dtype=self.dtype,
-                kernel_init=self.kernel_init,
-                name=f"unit_{l}",
-            )
-            h[l], p[l], dh = unit(h[l - 1], h[l], p[l], eq2=self.eq2)
+            h[l], p[l], dh = self.unit(l, name=f"unit_{l}")(h[l - 1], h[l], p[l], eq2=self.eq2)
             updates.append(jnp.sqrt(jnp.sum(jnp.square(dh.astype(jnp.float32)), axis=(1, 2, 3))))
         self.sow("intermediates", "update_norms", jnp.stack([jnp.broadcast_to(u, updates[-1].shape) for u in updates]))
         return tuple(h), tuple(p)
@@ -281,6 +301,17 @@ class BPP(nn.Module):
         """The same network in LinearScope mode (decisions frozen); parameters are shared."""
         return self.clone(freeze=True)
 
+    def pad(self, x: Array) -> Array:
+        """Reflect-pads H and W at the bottom/right to a multiple of ``multiple`` = 2^(L-1).
+
+        ValueError for an input below ``min_size`` once padded, or too small to reflect.
+        """
+        H, W = x.shape[1], x.shape[2]
+        m = self.multiple
+        if min(-(-H // m) * m, -(-W // m) * m) < self.min_size:
+            raise ValueError(f"BPP input of size {H}x{W} is too small; {self.levels} levels need at least {self.min_size}x{self.min_size}")
+        return pad_batch_to_multiple(x, m, "BPP input")
+
     def _kernel_init(self):
         return nn.initializers.lecun_normal() if self.instance_norm else dirac_init(self.dirac_noise)
 
@@ -299,16 +330,19 @@ class BPP(nn.Module):
         )
 
     def block(self, t: int) -> nn.Module:
+        """Flux block ``t`` (``block_XX``), wrapped in ``nn.remat`` for ``remat: checkpoint``."""
         cls = nn.remat(FluxBlock) if self.remat == "checkpoint" else FluxBlock
-        return cls(
-            self.features,
+        return cls(**self._block_fields(t), name=f"block_{t:02d}")
+
+    def _block_fields(self, t: int) -> dict[str, Any]:
+        return dict(
+            features=self.features,
             carries_r=self.carries_r(t),
             eq2=self.down_projection == "eq2",
             instance_norm=self.instance_norm,
             freeze=self.freeze,
             dtype=self.dtype,
             kernel_init=self._kernel_init(),
-            name=f"block_{t:02d}",
         )
 
     def check(self) -> None:
@@ -333,16 +367,10 @@ class BPP(nn.Module):
         Initialisation, LinearScope (``freeze``) and sowing update norms take the
         plain path; the parameter tree is the same.
         """
-        init = self._kernel_init()
-        ups = {l: Upscale(self.features[l], self.instance_norm, dtype=self.dtype, kernel_init=init, parent=None)
-               for l in range(1, self.levels)}
-        downs = {l: Downscale(self.features[l - 1], dtype=self.dtype, kernel_init=init, parent=None) for l in range(1, self.levels)}
+        # Block 0's units: P_l is the same in every block, and R_l wherever a block has one.
+        update, project = FluxBlock(**self._block_fields(0), parent=None).unit_functions()
         params = [self.variables["params"][f"block_{t:02d}"] for t in range(self.depth)]
-        return reversible_blocks(
-            lambda l, theta, h_lower, p: ups[l].apply({"params": theta}, h_lower, p),
-            lambda l, theta, h: downs[l].apply({"params": theta}, h),
-            params, h, p, eq2=self.down_projection == "eq2",
-        )
+        return reversible_blocks(update, project, params, h, p, eq2=self.down_projection == "eq2")
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -351,7 +379,7 @@ class BPP(nn.Module):
         validate_input(x, min_size=1)
         x = x.astype(jnp.float32)
         H, W = x.shape[1], x.shape[2]
-        x = pad_to_multiple(x, self.multiple, self.min_size, self.levels)
+        x = self.pad(x)
         h, p = self.states(x)
         h = self.evolve(h, p)
         y = Synthesis(name="synthesis")(h[-1], x)
@@ -381,19 +409,6 @@ def receptive_radius(levels: int, depth: int, eq2: bool) -> int:
             if not eq2 and t < depth - 1:
                 rp[l] = rh[l] + s[l]
     return rh[-1] + 1  # Synthesis: 3x3
-
-
-def pad_to_multiple(x: Array, m: int, min_size: int, levels: int) -> Array:
-    """Reflect-pad H and W at the bottom/right to a multiple of ``m`` = 2^(L-1)."""
-    H, W = x.shape[1], x.shape[2]
-    ph, pw = (-H) % m, (-W) % m
-    if min(H + ph, W + pw) < min_size:
-        raise ValueError(f"BPP input of size {H}x{W} is too small; {levels} levels need at least {min_size}x{min_size}")
-    if ph or pw:
-        if ph >= H or pw >= W:
-            raise ValueError(f"BPP input of size {H}x{W} is too small to reflect-pad to a multiple of {m}")
-        x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect")
-    return x
 
 
 def check_config(m: BPP) -> None:

@@ -47,7 +47,8 @@ import jax.numpy as jnp
 import ml_collections
 from jaxtyping import Array, Float, Int
 
-from bppjax.models.bpp import BPP, DTYPES, FluxBlock, FluxUnit, check_config
+from bppjax.models.bpp import BPP, DTYPES, FluxBlock, check_config
+from bppjax.models.reversible import ProjectFn, UpdateFn
 from bppjax.models.solvers import ADAPTIVE, ADJOINTS, SOLVERS, count_evaluations, make_adjoint, make_solver
 
 TIMES = ("piecewise", "linear")
@@ -131,12 +132,11 @@ class FluxField(eqx.Module):
     def eq2(self) -> bool:
         return self.down_projection == "eq2"
 
-    def unit(self, l: int) -> FluxUnit:
-        """The (unbound) flux unit of level l: the same module the discrete network runs."""
-        return FluxUnit(
-            self.features[l], self.features[l - 1], with_downscale=True,
-            instance_norm=self.instance_norm, freeze=self.freeze, dtype=self.dtype,
-        )
+    def unit_functions(self) -> tuple[UpdateFn, ProjectFn]:
+        """P_l and R_l as pure functions of their parameters: the flux units the discrete network runs."""
+        block = FluxBlock(self.features, eq2=self.eq2, instance_norm=self.instance_norm, freeze=self.freeze, dtype=self.dtype,
+                          parent=None)
+        return block.unit_functions()
 
     def weights(self, t: Float[Array, ""], args: Weights) -> Weights:
         """theta(t)."""
@@ -147,17 +147,14 @@ class FluxField(eqx.Module):
         h, p = unpack_state(y, self.levels, self.eq2)
         dh: list[Array] = [jnp.zeros_like(h[0])]
         dp: list[Array | None] = [None]
+        update, project = self.unit_functions()
         for l in range(1, self.levels):
-            w, unit = theta[f"unit_{l}"], self.unit(l)
-
-            def project(hl, w=w, unit=unit):
-                return unit.apply({"params": {"downscale": w["downscale"]}}, hl, method="project")
-
-            p_l = project(h[l]) if self.eq2 else p[l]
-            dh.append(unit.apply({"params": {"upscale": w["upscale"]}}, h[l - 1], p_l, method="update").astype(h[l].dtype))
+            w = theta[f"unit_{l}"]
+            p_l = project(l, w["downscale"], h[l]) if self.eq2 else p[l]
+            dh.append(update(l, w["upscale"], h[l - 1], p_l).astype(h[l].dtype))
             if not self.eq2:
                 has_r = "downscale" in w
-                dp.append(project(h[l]).astype(p[l].dtype) - p[l] if has_r else jnp.zeros_like(p[l]))
+                dp.append(project(l, w["downscale"], h[l]).astype(p[l].dtype) - p[l] if has_r else jnp.zeros_like(p[l]))
         return pack_state(dh, dp, self.eq2)
 
 
@@ -245,8 +242,8 @@ def integrate(field: FluxField, y0: State, blocks: Sequence[Weights], settings: 
     return Solution(y, tuple(ts_out), ys_out, nfe)
 
 
-def update_norms(h_prev: Sequence[Array], h_next: Sequence[Array]) -> Float[Array, "levels b"]:
-    """Per-level, per-sample L2 norm of a block's update h(t+1) - h(t) (FluxBlock's format)."""
+def state_change_norms(h_prev: Sequence[Array], h_next: Sequence[Array]) -> Float[Array, "levels b"]:
+    """Per-level, per-sample L2 norm of a block's state change h(t+1) - h(t): what FluxBlock sows as ``update_norms``."""
     rows = [jnp.sqrt(jnp.sum(jnp.square((b - a).astype(jnp.float32)), axis=(1, 2, 3))) for a, b in zip(h_prev, h_next)]
     return jnp.stack(rows)
 
@@ -350,7 +347,7 @@ class BPPODE(BPP):
         self.sow("intermediates", "nfe", sol.nfe)
         hs = {t: unpack_state(y, self.levels, eq2)[0] for t, y in zip(sol.ts, sol.ys)}
         for t in range(self.depth):
-            _BlockProbe(name=f"block_{t:02d}")(update_norms(hs[float(t)], hs[float(t + 1)]))
+            _BlockProbe(name=f"block_{t:02d}")(state_change_norms(hs[float(t)], hs[float(t + 1)]))
         if self.trajectory_ts:
             ts = sorted({float(t) for t in self.trajectory_ts})
             levels = tuple(jnp.stack([hs[t][l] for t in ts]) for l in range(self.levels))
@@ -407,6 +404,5 @@ def build_ode_model(cfg: ml_collections.ConfigDict, freeze: bool = False) -> BPP
 
 __all__ = [
     "BPPODE", "FluxField", "Solution", "SolveSettings", "TIMES", "block_weights", "build_ode_model",
-    "check_ode_config", "integrate", "interpolate_weights", "pack_state", "stack_blocks", "unpack_state",
-    "update_norms",
+    "check_ode_config", "integrate", "interpolate_weights", "pack_state", "stack_blocks", "state_change_norms", "unpack_state",
 ]
