@@ -15,16 +15,13 @@ import jax
 import numpy as np
 
 from bppjax.evaluation import border_for, score
+from bppjax.image.io import to_float32
 from bppjax.data.pairs import ImagePair
 
 
 def shave_for(pair: ImagePair, crop_border: int) -> int:
     """Border removed before scoring: ``bppjax.evaluation.border_for`` (``crop_border``, or the SR scale when -1)."""
     return border_for(pair.scale, crop_border)
-
-
-def _float(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32) / float(np.iinfo(x.dtype).max)
 
 
 def _summarise(scores: dict[str, list[tuple[float, float]]], prefix: str) -> dict[str, float]:
@@ -51,14 +48,14 @@ class Validator:
         self._baseline: dict[str, float] | None = None
 
     def _score(self, pair: ImagePair, output: np.ndarray) -> tuple[float, float]:
-        return score(_float(pair.target), output, self.convention, shave_for(pair, self.crop_border))
+        return score(to_float32(pair.target), output, self.convention, shave_for(pair, self.crop_border))
 
     def baseline(self) -> dict[str, float]:
         """Scores of the unprocessed inputs (the bicubic row of an SR table)."""
         if self._baseline is None:
             scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
             for p in self.pairs:
-                scores[p.tag].append(self._score(p, _float(p.input)))
+                scores[p.tag].append(self._score(p, to_float32(p.input)))
             self._baseline = _summarise(scores, "input_")
         return self._baseline
 
@@ -68,7 +65,7 @@ class Validator:
             return {}
         scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for p in self.pairs:
-            out = self._forward(params, _float(p.input)[None])
+            out = self._forward(params, to_float32(p.input)[None])
             out = np.clip(np.asarray(jax.device_get(out), np.float32)[0], 0.0, 1.0)
             scores[p.tag].append(self._score(p, out))
         res = {**_summarise(scores, ""), **self.baseline()}
