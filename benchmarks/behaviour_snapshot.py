@@ -6,8 +6,8 @@
 Recorded: the paper preset's parameter and MAC counts, a tiny training run's final
 parameters and validation PSNR, one x2 enhance output, one LinearScope decomposition
 and the tiny model's Set5 x2 scores (SHA-256 prefixes of the float32 bytes). It imports
-the enhance and evaluate functions from their library modules or, where a checkout has
-none, from the command modules, so it runs on both.
+the summary, enhance and evaluate functions from their library modules or, where a
+checkout has none, from the command modules, so it runs on both.
 """
 import hashlib
 import json
@@ -19,7 +19,10 @@ import numpy as np
 
 import bppjax
 from bppjax.training import train_and_evaluate, default_config
-from bppjax import summary
+try:
+    from bppjax.models import summary
+except ImportError:
+    from bppjax import summary
 try:
     from bppjax.inference import enhance
 except ImportError:

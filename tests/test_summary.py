@@ -7,7 +7,8 @@ import json
 import pytest
 
 from bppjax.models import build_model, model_config, preset
-from bppjax.summary import main, xla_macs_per_pixel
+from bppjax.models.summary import xla_macs_per_pixel
+from bppjax.summary import main
 
 
 def test_paper_macs_match_spec():
