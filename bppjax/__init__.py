@@ -8,6 +8,7 @@ Curated API::
     m = bppjax.pretrained("bpp-sr-x2")         # a shipped model (bppjax.pretrained() lists them)
     m = bppjax.load_model("runs/default")      # a trained workdir: .model, .params, .config
     y = bppjax.enhance_image(image, m.model, m.params, scale=2)   # bppjax.inference.enhance
+    scores = bppjax.evaluate_method(m.enhance, ["Set5"], [2])     # bppjax.evaluation.evaluate
 
 Everything else lives in subpackages: ``bppjax.image`` (I/O, MATLAB bicubic,
 degradations), ``bppjax.metrics``, ``bppjax.training``, ``bppjax.tiling``,
@@ -46,10 +47,13 @@ _LAZY = {
     "read_image": "bppjax.image.io", "read_photo": "bppjax.image.io", "write_image": "bppjax.image.io",
     "imresize": "bppjax.image.resize", "sr_input": "bppjax.image.degrade",
     "psnr": "bppjax.metrics", "ssim": "bppjax.metrics",
-    "enhance_image": ("bppjax.inference", "enhance"), "enhance_files": "bppjax.inference",
-    "self_ensemble": "bppjax.evaluate",
+    "enhance_image": ("bppjax.inference", "enhance"), "enhance_files": "bppjax.inference", "tiled_inference": "bppjax.tiling",
+    "evaluate_method": ("bppjax.evaluation", "evaluate"), "self_ensemble": "bppjax.evaluation",
+    "summarize": "bppjax.models.summary", "count_params": "bppjax.models.summary",
     "update_norms": "bppjax.analysis.update_norms", "mean_update_norms": "bppjax.analysis.update_norms",
-    "decompose": "bppjax.analysis.linearscope",
+    "decompose": "bppjax.analysis.linearscope", "filters": "bppjax.analysis.linearscope",
+    "frozen_twin": "bppjax.analysis.linearscope",
+    "plot_update_norms": "bppjax.analysis.plots", "plot_linearscope": "bppjax.analysis.plots", "plot_filters": "bppjax.analysis.plots",
 }
 
 
