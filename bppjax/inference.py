@@ -305,24 +305,20 @@ def prepare_files(
     overrides: Sequence[str] = (),
     which: str = "best",
     scale: float | None = None,
-    mode: str = "auto",
-    tile: int | None = None,
-    stride: int | None = None,
-    margin: int | None = None,
-    batch: int | None = None,
-    self_ensemble: bool = False,
-    max_memory_gb: float | None = None,
     ext: str | None = None,
     suffix: str = "",
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    **options: Any,
 ) -> FileRun:
     """Output paths, the model and the tiling for enhancing ``files`` into ``out_dir``, before any image is read.
 
     ``checkpoint`` is a workdir or a zoo name; without one the shipped model for
     ``scale`` is used (``zoo.model_for_scale``, scale 2 by default) and ``log``
     says which. ``scale`` defaults to the training scale of the checkpoint's
-    config; ``overrides`` are ``KEY=VALUE`` strings for that config.
+    config, ``overrides`` are ``KEY=VALUE`` strings for that config, and
+    ``options`` are ``enhance``'s (mode, tile, stride, margin, batch,
+    self_ensemble, max_memory_gb; ``patch`` defaults to the config's).
 
     Raises:
       ValueError, FileNotFoundError: clashing outputs (``plan_outputs``), a
@@ -338,11 +334,10 @@ def prepare_files(
         scale = 2.0 if scale is None else scale
         log(f"no --checkpoint: using the shipped model {checkpoint} for scale {scale:g}")
     loaded = load_model(checkpoint, overrides, which=which)
-    scale = scale if scale is not None else training_scale(loaded.config)
     patch = loaded.config.get("data", {}).get("patch") if hasattr(loaded.config, "get") else None
-    options = dict(scale=scale, mode=mode, tile=tile, stride=stride, margin=margin, batch=batch,
-                   patch=int(patch) if patch else None, self_ensemble=self_ensemble, max_memory_gb=max_memory_gb)
-    spec = tiling.resolve_spec(loaded.model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=options["patch"])
+    options = {"mode": "auto", "patch": int(patch) if patch else None, **options,
+               "scale": scale if scale is not None else training_scale(loaded.config)}
+    spec = tiling.resolve_spec(loaded.model, options["mode"], **{k: options.get(k) for k in ("tile", "stride", "margin", "batch", "patch")})
     if spec.tile is not None:  # a tile/stride the model cannot take fails here, not at the first image
         big = 4 * spec.tile
         tiling.plan_tiles(big, big, spec, int(getattr(loaded.model, "multiple", 1)))
