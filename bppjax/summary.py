@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Sequence
 
-from bppjax.cli import command
+from bppjax.cli import command, usage_error
 from bppjax.models.presets import PRESETS, preset
 from bppjax.models.summary import format_summary, summarize
 from bppjax.overrides import apply_overrides, split_overrides
@@ -41,8 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = apply_overrides(preset(name), [o[len("model."):] if o.startswith("model.") else o for o in overrides])
         s = summarize(cfg, args.size, args.xla)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return usage_error(e)
     print(format_summary(name, s))
     if args.json:
         with open(args.json, "w") as f:

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import ml_collections
 
-from bppjax.cli import command
+from bppjax.cli import command, usage_error
 from bppjax.workdir import CONFIG_FILE, load_config
 from bppjax.overrides import apply_overrides, split_overrides
 from bppjax.training.config import with_defaults
@@ -52,8 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         overrides, rest = split_overrides(argv)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return usage_error(e)
     parser = argparse.ArgumentParser(
         prog="python -m bppjax.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -64,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(rest)
     workdir = args.workdir or DEFAULT_WORKDIR
     if workdir.exists() and not workdir.is_dir():
-        print(f"error: --workdir {workdir} is a file; give a folder (it is created if missing)", file=sys.stderr)
-        return 2
+        return usage_error(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
     try:
         config, origin = resolve_config(args.config, workdir, overrides)
         print(f"training {origin} in {workdir.absolute()}", file=sys.stderr)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from bppjax.cli import command
+from bppjax.cli import command, usage_error
 from bppjax.zoo import ZooError, cards, format_cards
 
 
@@ -24,13 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(__doc__)
             return 0
         if argv:
-            print(f"error: unknown arguments {argv}; run 'python -m bppjax.zoo --help'", file=sys.stderr)
-            return 2
+            return usage_error(f"unknown arguments {argv}; run 'python -m bppjax.zoo --help'")
         try:
             print(format_cards(cards()))
         except ZooError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            return usage_error(e)
         return 0
     p = argparse.ArgumentParser(prog="python -m bppjax.zoo export", description="Ship a trained workdir as a zoo model.")
     p.add_argument("workdir")
@@ -48,8 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         card = export_model(args.workdir, args.name, command=args.command, wall_seconds=args.wall_seconds,
                             data_dirs=args.data, scales=args.scales, description=args.description, which=args.which)
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return usage_error(e)
     print(format_cards({card["name"]: card}))
     return 0
 
