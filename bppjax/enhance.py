@@ -26,6 +26,7 @@ from bppjax.cli import EXIT_FAILED, EXIT_OK, command, usage_error
 from bppjax.inference import Outcome, check_options, collect_inputs, default_memory_budget_gb, prepare_files, summary
 from bppjax.overrides import split_overrides
 
+
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     overrides, rest = split_overrides(argv)
     p = argparse.ArgumentParser(
