@@ -1,0 +1,90 @@
+"""benchmarks/claims.py: the study's bookkeeping (tests on made-up results) and one tiny end-to-end pass."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture()
+def claims(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("claims", ROOT / "benchmarks" / "claims.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "RESULTS", tmp_path / "results" / "claims")
+    monkeypatch.setattr(mod, "SUMMARY", tmp_path / "results" / "claims.json")
+    monkeypatch.setattr(mod, "DOC", tmp_path / "CLAIMS.md")
+    monkeypatch.setattr(mod, "FIGURES", tmp_path / "claims")
+    return mod
+
+
+def _fake_run(mod, name, model, setting, seed, shift, scale=2):
+    rng = np.random.default_rng([seed, int(shift * 10)])
+    per = {d: (30 + shift + rng.normal(0, 0.05, n)).tolist() for d, n in (("Set5", 5), ("Set14", 14), ("B100", 100))}
+    mod.write_json(mod.run_file(name), {
+        "run": name, "model": model, "setting": setting, "scale": scale, "seed": seed, "params": 1000, "macs_per_pixel": 500.0,
+        "shape": {"arch": "bpp"}, "steps": 10, "seconds_per_step": 0.5, "train_seconds": 5.0, "gflops_train": 1.0,
+        "scores": {d: {"psnr": float(np.mean(v)), "ssim": 0.9, "psnr_per_image": v} for d, v in per.items()}})
+
+
+def test_report_from_made_up_runs(claims):
+    for seed in range(3):
+        _fake_run(claims, f"x2-bpp-time-s{seed}", "bpp", "equal_time", seed, 0.5)
+        _fake_run(claims, f"x2-resnet-time-s{seed}", "resnet", "equal_time", seed, 0.0)
+    raw = np.array([[0, 0, 0, 0], [1, 3, 1, 3], [2, 5, 2, 5]], float)
+    claims.write_json(claims.RESULTS / "update_norms-m.json", {"model": "m", "scale": 2, "dataset": "B100", "raw": raw.tolist(),
+                                                               "shape": {"levels": 3, "features": [4, 4, 4], "depth": 4}})
+    s = claims.report()
+    e = s["bpp_vs_resnet"]["x2"]
+    assert e["bpp"]["seeds"] == [0, 1, 2] and len(e["bpp"]["psnr"]["Set14"]) == 3
+    t = e["tests"]["equal_time"]
+    assert all(abs(t[d]["diff_db"] - 0.5) < 0.1 and t[d]["p_seeds"] < 0.05 for d in claims.BENCHMARKS)
+    assert "equal_steps" not in e["tests"]
+    un = s["update_norms"]["m"]
+    assert un["bimodal"] and un["largest_level"] == 2 and max(map(max, un["map"])) == 100
+    written = json.loads(claims.SUMMARY.read_text())
+    assert "_per_image" not in written["bpp_vs_resnet"]["x2"]["bpp"]
+    doc = claims.DOC.read_text()
+    assert "BPP better on all three sets" in doc and (claims.FIGURES / "bpp_vs_resnet.png").stat().st_size > 1000
+
+
+def test_profile_facts_unimodal(claims):
+    f = claims._profile_facts(np.array([[0, 0, 0, 0], [1, 2, 3, 4], [1, 2, 3, 4.0]]))
+    assert not f["bimodal"] and f["peaks"] == [3]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "T91").is_dir() or not (SHARED / "RaindropSample").is_dir(), reason="needs ../shared/data")
+def test_tiny_study_end_to_end(claims, tmp_path, monkeypatch):
+    import bppjax
+
+    tiny = {"bpp": bppjax.preset("tiny"), "resnet": bppjax.preset("resnet_tiny"), "resnet_macs": bppjax.preset("resnet_tiny"),
+            "bpp_macs": bppjax.preset("tiny"), "paper_shaped": bppjax.model_config(levels=4, features=(4, 4, 4, 4), depth=3)}
+    monkeypatch.setattr(claims, "models", lambda: tiny)
+    monkeypatch.setattr(claims, "TRAIN_LIMIT", 2)
+    monkeypatch.setattr(claims, "CALIBRATION_STEPS", 4)
+    monkeypatch.setattr(claims, "BENCHMARKS", ("Set5",))
+    monkeypatch.setattr(claims, "PATCH", 32)
+    monkeypatch.setattr(claims, "CROP", 32)
+    monkeypatch.setattr(claims, "ODE_SOLVES", claims.ODE_SOLVES[:2])
+    code = claims.main(["--part", "bpp_vs_resnet", "--part", "raindrop", "--part", "ode_vs_discrete", "--part", "linearscope",
+                        "--budget-minutes", "0.001", "--seeds", "2", "--scales", "2", "--runs", str(tmp_path / "runs")])
+    assert code == 0
+    s = json.loads(claims.SUMMARY.read_text())
+    e = s["bpp_vs_resnet"]["x2"]
+    assert e["bpp"]["seeds"] == [0, 1] and e["resnet"]["steps"] == 20 and e["bpp_equal_steps"]["steps"] == e["resnet"]["steps"]
+    assert set(e["tests"]) == {"equal_time", "equal_steps", "equal_params_macs_bpp_cost", "equal_macs_resnet_cost"}
+    assert -1 <= s["raindrop"]["r_vs_rain_correlation"] <= 1 and s["raindrop"]["reconstruction_error"] < 1e-4
+    assert set(s["ode_vs_discrete"]) >= {"discrete", "ode", "solvers"}
+    assert s["ode_vs_discrete"]["solvers"][0]["solve"].startswith("causal_euler")
+    assert set(s["linearscope"]) == {"bpp-sr-x2", "bpp (x2, equal time, seed 0)", "resnet (x2, equal time, seed 0)"}
+    assert all(v["Set5"]["max_reconstruction_error"] < 1e-4 for v in s["linearscope"].values())
+    # finished runs are skipped: a second pass trains nothing and reports the same numbers
+    before = sorted(p.name for p in claims.RESULTS.glob("*.json"))
+    assert claims.main(["--part", "bpp_vs_resnet", "--seeds", "2", "--scales", "2", "--runs", str(tmp_path / "runs")]) == 0
+    assert sorted(p.name for p in claims.RESULTS.glob("*.json")) == before
