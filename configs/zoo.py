@@ -8,6 +8,7 @@ Commands (one at a time on a quiet 2-core machine; each resumes if interrupted):
 
     python -m bppjax.train --config configs/zoo.py:x2 --workdir ../runs/zoo_x2
     python -m bppjax.train --config configs/zoo.py:x3 --workdir ../runs/zoo_x3
+    python -m bppjax.train --config configs/zoo.py:x3ft --workdir ../runs/zoo_x3ft --checkpoint ../runs/zoo_x3
     python -m bppjax.train --config configs/zoo.py:x4 --workdir ../runs/zoo_x4
     python -m bppjax.train --config configs/zoo.py:multi --workdir ../runs/zoo_multi
 
@@ -20,6 +21,8 @@ steps, wall time, seed and the evaluation table.
 Recipe: the ``medium`` preset (3 levels, 48/32/24 features, 4 flux blocks), 96x96
 target patches, batch 8, L1, Adam 1e-3 with 100 warm-up steps and a cosine
 decay to 0. ``multi`` draws every patch at a random factor in {2, 3, 4}.
+``bpp-sr-x3`` is trained in two stages: ``x3`` (4,000 steps), then ``x3ft``
+(4,000 more from its weights, peak rate 5e-4, a fresh cosine).
 
 Variant ``tiny`` (tests): 2 T91 images, tiny model, 6 steps, e.g. ``x2,tiny``.
 """
@@ -33,8 +36,9 @@ from bppjax.training.config import ConfigError, base_config, tiny_variant
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # training images beside the repo
 
-SCALES = {"x2": (2,), "x3": (3,), "x4": (4,), "multi": (2, 3, 4)}
-STEPS = {"x2": 8_000, "x3": 4_000, "x4": 5_000, "multi": 3_000}
+SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x4": (4,), "multi": (2, 3, 4)}
+STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x4": 5_000, "multi": 3_000}
+PEAK_LR = {"x3ft": 5e-4}
 
 
 def get_config(variant: str = "x2"):
@@ -48,7 +52,7 @@ def get_config(variant: str = "x2"):
     c.data.train = source_config(source="folder", dirs=(str(SHARED_DATA / "T91"), str(SHARED_DATA / "BSDS200")))
     c.data.val = source_config(source="embedded", names=embedded.VAL_NAMES)
     c.data.update(scales=SCALES[name], patch=96, batch=8, min_std=3 / 255)
-    c.optim.update(lr=1e-3, schedule="cosine", warmup_steps=100, final_lr=0.0)
+    c.optim.update(lr=PEAK_LR.get(name, 1e-3), schedule="cosine", warmup_steps=100, final_lr=0.0)
     c.train.update(steps=STEPS[name], log_every=50, val_every=1_000, ckpt_every=500, keep=20)
     c.eval.update(convention="Y_M", crop_border=-1)
     if "tiny" in tokens:
