@@ -2,7 +2,9 @@
 
 It exists for two reasons: as a cross-check of the Flax model (same weights,
 same outputs, ``tests/test_torch_reference.py``) and as the PyTorch side of
-``python -m bppjax.bench --torch`` (same network, timed in its own process).
+``python -m bppjax.bench --torch`` (same network, timed in its own process, in
+float32 and under ``torch.autocast("cpu", dtype=torch.bfloat16)``: float32
+weights and optimiser, bfloat16 convolutions).
 
 Written from the spec, NCHW, in the plain PyTorch idiom (``nn.Conv2d``,
 ``nn.ConvTranspose2d``, ``F.instance_norm``); it shares no code with
@@ -10,11 +12,16 @@ Written from the spec, NCHW, in the plain PyTorch idiom (``nn.Conv2d``,
 onto it. Run directly it times itself and prints one JSON line::
 
     python benchmarks/torch_bpp.py --preset paper --json /tmp/torch.json
+    python benchmarks/torch_bpp.py --preset paper --dtype bfloat16
+
+The JSON holds, per preset, the float32 figures at the top level and the
+bfloat16 ones under ``"bfloat16"`` (the layout of ``bppjax.benchmark``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -163,6 +170,19 @@ def count_params(model: nn.Module) -> int:
 
 # --------------------------------------------------------------------------- timing
 
+#: The compute dtypes the bench can time: float32, and bfloat16 by CPU autocast.
+DTYPES = ("float32", "bfloat16")
+
+
+def autocast(dtype: str = "float32") -> contextlib.AbstractContextManager:
+    """The context that runs the network in ``dtype``: nothing for float32, CPU autocast to bfloat16 otherwise."""
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    if dtype == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    raise ValueError(f"unknown dtype {dtype!r}; choose from {DTYPES}")
+
+
 
 def _median_time(fn, reps: int) -> float:
     ts = []
@@ -173,10 +193,10 @@ def _median_time(fn, reps: int) -> float:
     return statistics.median(ts)
 
 
-def time_forward(model: TorchBPP, size: int = 256, batch: int = 1, reps: int = 5) -> dict[str, float]:
+def time_forward(model: TorchBPP, size: int = 256, batch: int = 1, reps: int = 5, dtype: str = "float32") -> dict[str, float]:
     """Output pixels per second of an inference forward pass (first call timed separately)."""
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(dtype):
         t = time.perf_counter()
         model(x)
         first = time.perf_counter() - t
@@ -184,15 +204,22 @@ def time_forward(model: TorchBPP, size: int = 256, batch: int = 1, reps: int = 5
     return {"forward_s": s, "forward_px_per_s": batch * size * size / s, "forward_first_s": first}
 
 
-def time_train_step(model: TorchBPP, patch: int = 96, batch: int = 4, reps: int = 5) -> dict[str, float]:
-    """Seconds per L1 + Adam step on a fixed batch (first step timed separately)."""
+def time_train_step(model: TorchBPP, patch: int = 96, batch: int = 4, reps: int = 5, dtype: str = "float32") -> dict[str, float]:
+    """Seconds per L1 + Adam step on a fixed batch (first step timed separately).
+
+    With bfloat16 the forward pass and the loss run under autocast, the backward
+    pass and Adam outside it (the documented autocast recipe; no loss scaling,
+    which bfloat16 does not need).
+    """
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(batch, 3, patch, patch, generator=g), torch.rand(batch, 3, patch, patch, generator=g)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.l1_loss(model(x), y).backward()
+        with autocast(dtype):
+            loss = F.l1_loss(model(x), y)
+        loss.backward()
         opt.step()
 
     t = time.perf_counter()
@@ -201,20 +228,30 @@ def time_train_step(model: TorchBPP, patch: int = 96, batch: int = 4, reps: int 
     return {"train_step_s": _median_time(step, reps), "train_first_s": first}
 
 
-def matmul_gflops(n: int = 4096, reps: int = 5) -> float:
-    """float32 n x n matmul rate in this process (a lower bound of the machine's peak)."""
-    a = torch.rand(n, n)
+def matmul_gflops(n: int = 4096, reps: int = 5, dtype: str = "float32") -> float:
+    """n x n matmul rate in this process in ``dtype`` (a lower bound of the machine's peak)."""
+    a = torch.rand(n, n).to(getattr(torch, dtype))
     a @ a
     return 2 * n**3 / _median_time(lambda: a @ a, reps) / 1e9
 
 
-def bench(preset: str, reps: int = 5, size: int = 256, patch: int = 96, batch: int = 4) -> dict[str, Any]:
-    """Forward throughput and train-step time of one preset, float32, this process's threads."""
-    torch.manual_seed(0)
-    model = TorchBPP(**PRESETS[preset])
-    out: dict[str, Any] = {"params": count_params(model), "threads": torch.get_num_threads(), "version": torch.__version__}
-    out.update(time_forward(model, size, 1, reps))
-    out.update(time_train_step(model, patch, batch, reps))
+def bench(preset: str, reps: int = 5, size: int = 256, patch: int = 96, batch: int = 4,
+          dtypes: Sequence[str] = ("float32",)) -> dict[str, Any]:
+    """Forward throughput and train-step time of one preset per dtype, this process's threads.
+
+    float32 figures at the top level, other dtypes' under their name; every
+    dtype starts from the same initial weights.
+    """
+    out: dict[str, Any] = {"threads": torch.get_num_threads(), "version": torch.__version__, "dtypes": list(dtypes)}
+    for dt in dtypes:
+        torch.manual_seed(0)
+        model = TorchBPP(**PRESETS[preset])
+        out["params"] = count_params(model)
+        r = {**time_forward(model, size, 1, reps, dt), **time_train_step(model, patch, batch, reps, dt)}
+        if dt == "float32":
+            out.update(r)
+        else:
+            out[dt] = r
     return out
 
 
@@ -225,12 +262,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--dtype", action="append", choices=DTYPES, help="repeatable; default float32 and bfloat16 (autocast)")
+    ap.add_argument("--matmul-size", type=int, default=4096, help="n of the n x n matmul timed as the peak")
     ap.add_argument("--json", help="write the results here as well as to stdout")
     a = ap.parse_args(argv)
-    res: dict[str, Any] = {"peak_gflops": matmul_gflops(reps=a.reps)}
+    n = a.matmul_size
+    dtypes = list(dict.fromkeys(a.dtype or DTYPES))
+    res: dict[str, Any] = {"peak_gflops": matmul_gflops(n, a.reps)}
+    if "bfloat16" in dtypes:
+        res["peak_gflops_bfloat16"] = matmul_gflops(n, a.reps, "bfloat16")
     for name in a.preset or ["paper", "tiny"]:
-        res[name] = bench(name, a.reps, a.size, a.patch, a.batch)
-    res["peak_gflops_after"] = matmul_gflops(reps=a.reps)
+        res[name] = bench(name, a.reps, a.size, a.patch, a.batch, dtypes)
+    res["peak_gflops_after"] = matmul_gflops(n, a.reps)
+    if "bfloat16" in dtypes:
+        res["peak_gflops_bfloat16_after"] = matmul_gflops(n, a.reps, "bfloat16")
     text = json.dumps(res)
     if a.json:
         with open(a.json, "w") as f:

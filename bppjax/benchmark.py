@@ -1,22 +1,31 @@
 """Forward and training-step speed of model presets: the library behind ``python -m bppjax.bench``.
 
-Measures, per preset (default ``paper`` and ``tiny``), float32 (and bfloat16 on
-GPU):
+Measures, per preset (default ``paper`` and ``tiny``) and compute dtype (default
+float32 and bfloat16, on every backend):
 
 * forward throughput: output pixels per second, one 256x256 image (batch 1);
 * training-step time of the training loop's own ``train_step``: batch of 4 96x96 patches, L1 loss, Adam;
 * compile times of both;
 * GFLOP/s from the model's analytic MAC count (``model.macs_per_pixel()``) and
-  its fraction of the machine's measured peak (a large matmul timed in the same
-  process, a lower bound of the hardware ceiling) and of a given ceiling;
+  its fraction of the machine's measured peak (a large matmul in the same dtype
+  timed in the same process, a lower bound of the hardware ceiling) and of a
+  given (float32 FMA) ceiling;
 * with ``remat: block`` (and ``remat: checkpoint``): the compiled step's temp
   memory and its step time as ratios of the un-rematerialised step's.
 
 ``run_torch`` times the PyTorch implementation in ``benchmarks/torch_bpp.py``
 (needs ``pip install -e .[bench]``) on the same network in a separate process
-(two frameworks in one process halve every figure). Every figure is a median of
-``reps`` runs, and ``run`` records the load average so that a contended run can
-be spotted.
+(two frameworks in one process halve every figure), in float32 and under
+``torch.autocast("cpu", dtype=torch.bfloat16)``; ``add_torch_ratios`` compares
+matching dtypes and each framework's best. Every figure is a median of ``reps``
+runs, and ``run`` records the load average and the CPU's bfloat16-relevant
+features (``cpu_features``) so that a contended run, or a CPU without the fast
+bfloat16 path, can be spotted.
+
+Result layout (``run``'s dict, the JSON of ``--json``): per preset, the float32
+figures at the top level of ``results["presets"][name]`` and every other dtype's
+under its name (``results["presets"]["paper"]["bfloat16"]``); ``dtype_figures``
+walks them. The same layout holds for the PyTorch results under ``"torch"``.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from bppjax.training.config import base_config
 from bppjax.training.state import create_train_state, make_optimizer
 from bppjax.training.step import train_step
 from bppjax.models import build_model, preset
+from bppjax.models.bpp import DTYPES
 from bppjax.models.presets import ARCH_REMATS
 from bppjax.models.layers import compiler_options
 
@@ -48,6 +58,32 @@ from bppjax.models.layers import compiler_options
 FMA_CEILING_GFLOPS = 525.0
 DEFAULT_PRESETS = ("paper", "tiny")
 TORCH_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_bpp.py"
+
+
+# --------------------------------------------------------------------------- machine
+
+#: /proc/cpuinfo flags that decide whether bfloat16 can be fast on a CPU (AMX tiles, AVX-512 BF16 dot products).
+CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU's model name and, for each of ``CPU_FLAGS``, whether its first processor lists it.
+
+    ``available`` is False (and the flags None: unknown) where ``cpuinfo`` cannot be read (not Linux).
+    """
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return {"available": False, "model_name": platform.processor() or None, **{f: None for f in CPU_FLAGS}}
+    model, flags = None, set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    return {"available": True, "model_name": model, **{f: f in flags for f in CPU_FLAGS}}
 
 
 # --------------------------------------------------------------------------- timing
@@ -63,10 +99,15 @@ def median_time(fn: Callable[[], Any], reps: int) -> float:
     return statistics.median(ts)
 
 
-def peak_gflops(n: int = 4096, reps: int = 5) -> float:
-    """float32 n x n matmul rate in this process: a lower bound of the machine's peak."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(jnp.matmul).lower(a, a).compile()
+def peak_gflops(n: int = 4096, reps: int = 5, dtype: str = "float32") -> float:
+    """n x n matmul rate in this process: a lower bound of the machine's peak in ``dtype``.
+
+    bfloat16 operands accumulate in float32 (``preferred_element_type``), as
+    the model's bfloat16 GEMMs do.
+    """
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(DTYPES[dtype])
+    mm = functools.partial(jnp.matmul, preferred_element_type=jnp.float32)
+    f = jax.jit(mm).lower(a, a).compile()
     jax.block_until_ready(f(a, a))
     return 2 * n**3 / median_time(lambda: f(a, a), reps) / 1e9
 
@@ -84,8 +125,14 @@ def macs_per_pixel(cfg: ml_collections.ConfigDict) -> float:
     return float(build_model(cfg).macs_per_pixel())
 
 
+#: XLA options for programs that only make the parameters a benchmark times: on CPU, backend optimisation of
+#: ``model.init`` costs ~10 s of compile time (more than the network's own forward pass) and changes only round-off.
+_SETUP_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
 def _init(model, seed: int = 0):
-    return jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
+    init = jax.jit(model.init, compiler_options=_SETUP_COMPILER_OPTIONS)
+    return init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
 
 
 def bench_forward(cfg: ml_collections.ConfigDict, dtype: str = "float32", size: int = 256, batch: int = 1, reps: int = 5) -> dict[str, float]:
@@ -116,7 +163,7 @@ def compile_train_step(cfg: ml_collections.ConfigDict, dtype: str = "float32", p
     optim = base_config().optim
     optim.update(lr=1e-4, schedule="constant")
     tx, schedule = make_optimizer(optim, 1)
-    state = jax.jit(functools.partial(create_train_state, model, tx, 0, patch))()
+    state = jax.jit(functools.partial(create_train_state, model, tx, 0, patch), compiler_options=_SETUP_COMPILER_OPTIONS)()
     kx, ky = jax.random.split(jax.random.key(2))
     data = {"input": jax.random.randint(kx, (batch, patch, patch, 3), 0, 256).astype(jnp.uint8),
             "target": jax.random.randint(ky, (batch, patch, patch, 3), 0, 256).astype(jnp.uint8)}
@@ -197,16 +244,22 @@ def remat_comparison(cfg: ml_collections.ConfigDict, dtype: str = "float32", pat
 # --------------------------------------------------------------------------- PyTorch
 
 
-def run_torch(presets: Sequence[str], reps: int = 5, size: int = 256, patch: int = 96, batch: int = 4) -> dict[str, Any]:
-    """Time ``benchmarks/torch_bpp.py`` on the same presets in a child process."""
+def run_torch(presets: Sequence[str], reps: int = 5, size: int = 256, patch: int = 96, batch: int = 4,
+              dtypes: Sequence[str] = tuple(DTYPES), matmul_size: int = 4096) -> dict[str, Any]:
+    """Time ``benchmarks/torch_bpp.py`` on the same presets and dtypes in a child process.
+
+    bfloat16 is ``torch.autocast("cpu", dtype=torch.bfloat16)`` (float32 weights, bfloat16 convolutions).
+    """
     if not TORCH_SCRIPT.is_file():
         raise FileNotFoundError(f"{TORCH_SCRIPT} not found: --torch needs a source checkout of bppjax")
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "torch.json"
         cmd = [sys.executable, str(TORCH_SCRIPT), "--reps", str(reps), "--size", str(size), "--patch", str(patch),
-               "--batch", str(batch), "--json", str(out)]
+               "--batch", str(batch), "--matmul-size", str(matmul_size), "--json", str(out)]
         for p in presets:
             cmd += ["--preset", p]
+        for dt in dtypes:
+            cmd += ["--dtype", dt]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             hint = " (pip install -e .[bench])" if "No module named 'torch'" in proc.stderr else ""
@@ -214,16 +267,73 @@ def run_torch(presets: Sequence[str], reps: int = 5, size: int = 256, patch: int
         return json.loads(out.read_text())
 
 
+def dtype_figures(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{dtype: figures}`` of one preset's results (bppjax's or PyTorch's): float32 at the top level, others by name."""
+    out = {}
+    if "forward_px_per_s" in res:
+        out["float32"] = res
+    for dt in DTYPES:
+        if dt != "float32" and isinstance(res.get(dt), dict):
+            out[dt] = res[dt]
+    return out
+
+
+def add_dtype_ratios(res: dict[str, Any]) -> None:
+    """Each non-float32 dtype's figures against float32's (same framework, same run).
+
+    ``forward_speedup_vs_float32`` (throughput ratio, > 1: faster than float32)
+    and ``train_time_ratio_vs_float32`` (step-time ratio, < 1: faster).
+    """
+    figs = dtype_figures(res)
+    f32 = figs.get("float32")
+    if f32 is None:
+        return
+    for dt, r in figs.items():
+        if dt != "float32":
+            r["forward_speedup_vs_float32"] = r["forward_px_per_s"] / f32["forward_px_per_s"]
+            r["train_time_ratio_vs_float32"] = r["train_step_s"] / f32["train_step_s"]
+
+
+def best_dtypes(res: dict[str, Any]) -> dict[str, Any]:
+    """The dtype with the highest forward throughput and the one with the shortest training step, and their figures."""
+    figs = dtype_figures(res)
+    fwd = max(figs, key=lambda d: figs[d]["forward_px_per_s"])
+    train = min(figs, key=lambda d: figs[d]["train_step_s"])
+    return {"forward_dtype": fwd, "forward_px_per_s": figs[fwd]["forward_px_per_s"],
+            "train_dtype": train, "train_step_s": figs[train]["train_step_s"]}
+
+
 def add_torch_ratios(results: dict[str, Any], torch_res: dict[str, Any]) -> None:
-    """JAX/PyTorch ratios, per preset: forward throughput (higher is better), step time (lower is better)."""
+    """bppjax/PyTorch ratios per preset: forward throughput (higher is better), step time (lower is better).
+
+    For every dtype both measured, that dtype's figures get ``torch_forward_px_per_s``,
+    ``torch_train_step_s``, ``forward_speedup_vs_torch`` and ``train_time_ratio_vs_torch``
+    (float32's at the preset's top level, as before). ``best_vs_torch`` compares
+    each framework's best dtype (``best_dtypes``), forward and step separately.
+    """
     results["torch"] = torch_res
     for name, r in results["presets"].items():
         t = torch_res.get(name)
-        if t:
-            r["torch_forward_px_per_s"] = t["forward_px_per_s"]
-            r["torch_train_step_s"] = t["train_step_s"]
-            r["forward_speedup_vs_torch"] = r["forward_px_per_s"] / t["forward_px_per_s"]
-            r["train_time_ratio_vs_torch"] = r["train_step_s"] / t["train_step_s"]
+        if not t:
+            continue
+        tfigs = dtype_figures(t)
+        for dt, f in dtype_figures(r).items():
+            tf = tfigs.get(dt)
+            if tf:
+                f["torch_forward_px_per_s"] = tf["forward_px_per_s"]
+                f["torch_train_step_s"] = tf["train_step_s"]
+                f["forward_speedup_vs_torch"] = f["forward_px_per_s"] / tf["forward_px_per_s"]
+                f["train_time_ratio_vs_torch"] = f["train_step_s"] / tf["train_step_s"]
+        if tfigs and dtype_figures(r):
+            ours, theirs = best_dtypes(r), best_dtypes(t)
+            r["best_vs_torch"] = {
+                "forward_dtype": ours["forward_dtype"], "forward_px_per_s": ours["forward_px_per_s"],
+                "torch_forward_dtype": theirs["forward_dtype"], "torch_forward_px_per_s": theirs["forward_px_per_s"],
+                "forward_speedup_vs_torch": ours["forward_px_per_s"] / theirs["forward_px_per_s"],
+                "train_dtype": ours["train_dtype"], "train_step_s": ours["train_step_s"],
+                "torch_train_dtype": theirs["train_dtype"], "torch_train_step_s": theirs["train_step_s"],
+                "train_time_ratio_vs_torch": ours["train_step_s"] / theirs["train_step_s"],
+            }
 
 
 # --------------------------------------------------------------------------- driver
@@ -235,31 +345,37 @@ def remat_modes(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def default_dtypes() -> list[str]:
-    """float32, and bfloat16 too on a GPU."""
-    return ["float32", "bfloat16"] if jax.default_backend() == "gpu" else ["float32"]
+    """float32 and bfloat16, on every backend (on a CPU, bfloat16's speed depends on ``cpu_features``)."""
+    return list(DTYPES)
 
 
 def run(presets: Sequence[str] = DEFAULT_PRESETS, dtypes: Sequence[str] | None = None, reps: int = 5, remat: bool = True,
         torch: bool = False, ceiling_gflops: float = FMA_CEILING_GFLOPS, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every measurement for ``presets``; the returned dict is what ``--json`` writes.
+    """Every measurement for ``presets`` in ``dtypes``; the returned dict is what ``--json`` writes.
 
-    Top-level keys ``<preset>`` hold the float32 figures (bfloat16 ones under
-    ``<preset>["bfloat16"]``); ``peak_gflops`` is the matmul rate.
+    ``results["presets"][name]`` (also ``results[name]``) holds the float32
+    figures, and each other dtype's under its name (``dtype_figures``);
+    ``peak_gflops`` is the float32 matmul rate, ``peak_gflops_by_dtype`` every
+    measured dtype's, against which each dtype's ``*_fraction_of_peak`` is taken.
     """
+    dtypes = list(dict.fromkeys(dtypes or default_dtypes()))
+    for dt in dtypes:
+        if dt not in DTYPES:
+            raise ValueError(f"unknown dtype {dt!r}; choose from {tuple(DTYPES)}")
     torch_res = None
     if torch:
         # First, in a child process, while this one has run nothing: XLA's worker
         # threads stay busy for a while after a computation and would slow the child.
         log("PyTorch (separate process) ...")
-        torch_res = run_torch(presets, reps)
-    dtypes = list(dtypes or default_dtypes())
+        torch_res = run_torch(presets, reps, dtypes=dtypes)
     env = {
         "jax": jax.__version__, "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
-        "cpu_count": os.cpu_count(), "machine": platform.machine(), "loadavg_start": os.getloadavg(),
+        "cpu_count": os.cpu_count(), "machine": platform.machine(), "cpu": cpu_features(), "loadavg_start": os.getloadavg(),
     }
-    log(f"matmul peak ({env['backend']}) ...")
-    peak = peak_gflops(reps=reps)
-    out: dict[str, Any] = {"env": env, "peak_gflops": peak, "ceiling_gflops": ceiling_gflops, "presets": {}}
+    peak_dtypes = list(dict.fromkeys(["float32", *dtypes]))
+    log(f"matmul peak ({env['backend']}, {', '.join(peak_dtypes)}) ...")
+    peaks = {dt: peak_gflops(reps=reps, dtype=dt) for dt in peak_dtypes}
+    out: dict[str, Any] = {"env": env, "dtypes": dtypes, "peak_gflops": peaks["float32"], "ceiling_gflops": ceiling_gflops, "presets": {}}
     for name in presets:
         cfg = preset(name)
         res: dict[str, Any] = {"macs_per_pixel": macs_per_pixel(cfg)}
@@ -269,9 +385,7 @@ def run(presets: Sequence[str] = DEFAULT_PRESETS, dtypes: Sequence[str] | None =
             log(f"{name} {dtype}: train step ...")
             r.update(bench_train(cfg, dtype, reps=reps))
             r["compile_s"] = r["forward_compile_s"] + r["train_compile_s"]
-            r["forward_fraction_of_peak"] = r["forward_gflops"] / peak
             r["forward_fraction_of_ceiling"] = r["forward_gflops"] / ceiling_gflops
-            r["train_fraction_of_peak"] = r["train_gflops"] / peak
             if remat:
                 modes = remat_modes(cfg)
                 log(f"{name} {dtype}: remat {' and '.join(modes)} vs none ...")
@@ -280,18 +394,27 @@ def run(presets: Sequence[str] = DEFAULT_PRESETS, dtypes: Sequence[str] | None =
                 res.update(r)
             else:
                 res[dtype] = r
+        add_dtype_ratios(res)
         out["presets"][name] = res
         out[name] = res
-    out["peak_gflops_end"] = peak_gflops(reps=reps)
-    out["peak_gflops"] = max(peak, out["peak_gflops_end"])
-    for r in out["presets"].values():
-        if "forward_gflops" in r:
-            r["forward_fraction_of_peak"] = r["forward_gflops"] / out["peak_gflops"]
-            r["train_fraction_of_peak"] = r["train_gflops"] / out["peak_gflops"]
+    ends = {dt: peak_gflops(reps=reps, dtype=dt) for dt in peak_dtypes}
+    out["peak_gflops_end"] = ends["float32"]
+    out["peak_gflops_by_dtype"] = {dt: max(peaks[dt], ends[dt]) for dt in peak_dtypes}
+    out["peak_gflops"] = out["peak_gflops_by_dtype"]["float32"]
+    for res in out["presets"].values():
+        for dt, r in dtype_figures(res).items():
+            r["forward_fraction_of_peak"] = r["forward_gflops"] / out["peak_gflops_by_dtype"][dt]
+            r["train_fraction_of_peak"] = r["train_gflops"] / out["peak_gflops_by_dtype"][dt]
     if torch_res is not None:
+        for name in presets:
+            if name in torch_res:
+                add_dtype_ratios(torch_res[name])
         add_torch_ratios(out, torch_res)
     env["loadavg_end"] = os.getloadavg()
     return out
+
+
+SHORT = {"float32": "f32", "bfloat16": "bf16"}
 
 
 def _cell(figures: dict[str, float], key: str, spec: str, unit: str = "") -> str:
@@ -299,30 +422,99 @@ def _cell(figures: dict[str, float], key: str, spec: str, unit: str = "") -> str
     return format(figures[key], spec) + unit if key in figures else "-"
 
 
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _header(head: Sequence[str]) -> list[str]:
+    return [_row(head), "|" + "---|" * len(head)]
+
+
 def format_table(res: dict[str, Any]) -> str:
-    """A Markdown table of ``run``'s results (as pasted into docs/PERFORMANCE.md)."""
+    """Markdown tables of ``run``'s results (as pasted into docs/PERFORMANCE.md).
+
+    One row per preset and dtype (float32's labelled with the preset alone, the
+    PyTorch columns of the same dtype); then, where two dtypes were measured,
+    bfloat16 against float32 side by side; with ``--torch``, bppjax against
+    PyTorch for matching dtypes and for each framework's best.
+    """
     torch = "torch" in res
     head = ["preset", "forward px/s", "GFLOP/s", "of peak", "of ceiling", "train step s", "compile fwd/train s", "remat mem", "remat time",
             "checkpoint mem", "checkpoint time"]
     if torch:
         head += ["torch px/s", "torch step s", "fwd x torch", "step / torch"]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in res["presets"].items():
-        rm = r.get("remat", {})
-        cells = [name, f"{r['forward_px_per_s']:,.0f}", f"{r['forward_gflops']:.0f}", f"{r['forward_fraction_of_peak']:.0%}",
-                 f"{r['forward_fraction_of_ceiling']:.0%}", f"{r['train_step_s']:.3f}",
-                 f"{r['forward_compile_s']:.1f} / {r['train_compile_s']:.1f}",
-                 _cell(rm, "memory_ratio", ".0%"), _cell(rm, "time_ratio", ".2f", "x"),
-                 _cell(rm, "checkpoint_memory_ratio", ".0%"), _cell(rm, "checkpoint_time_ratio", ".2f", "x")]
+    rows = _header(head)
+    for name, res_p in res["presets"].items():
+        for dt, r in dtype_figures(res_p).items():
+            rm = r.get("remat", {})
+            label = name if dt == "float32" else f"{name} {SHORT.get(dt, dt)}"
+            cells = [label, f"{r['forward_px_per_s']:,.0f}", f"{r['forward_gflops']:.0f}", _cell(r, "forward_fraction_of_peak", ".0%"),
+                     _cell(r, "forward_fraction_of_ceiling", ".0%"), f"{r['train_step_s']:.3f}",
+                     f"{r['forward_compile_s']:.1f} / {r['train_compile_s']:.1f}",
+                     _cell(rm, "memory_ratio", ".0%"), _cell(rm, "time_ratio", ".2f", "x"),
+                     _cell(rm, "checkpoint_memory_ratio", ".0%"), _cell(rm, "checkpoint_time_ratio", ".2f", "x")]
+            if torch:
+                cells += [_cell(r, "torch_forward_px_per_s", ",.0f"), _cell(r, "torch_train_step_s", ".3f"),
+                          _cell(r, "forward_speedup_vs_torch", ".2f", "x"), _cell(r, "train_time_ratio_vs_torch", ".2f", "x")]
+            rows.append(_row(cells))
+
+    def pair(figs: dict[str, dict[str, Any]], key: str, spec: str, ratio_key: str) -> list[str]:
+        f32, bf16 = figs.get("float32", {}), figs.get("bfloat16", {})
+        return [_cell(f32, key, spec), _cell(bf16, key, spec), _cell(bf16, ratio_key, ".2f", "x")]
+
+    both = [n for n, r in res["presets"].items() if {"float32", "bfloat16"} <= set(dtype_figures(r))]
+    if both:
+        head = ["preset", "fwd px/s f32", "fwd px/s bf16", "fwd bf16/f32", "step s f32", "step s bf16", "step bf16/f32"]
         if torch:
-            ok = "forward_speedup_vs_torch" in r
-            cells += [f"{r['torch_forward_px_per_s']:,.0f}" if ok else "-", f"{r['torch_train_step_s']:.3f}" if ok else "-",
-                      f"{r['forward_speedup_vs_torch']:.2f}x" if ok else "-", f"{r['train_time_ratio_vs_torch']:.2f}x" if ok else "-"]
-        rows.append("| " + " | ".join(cells) + " |")
+            head += ["torch px/s f32", "torch px/s bf16", "torch fwd bf16/f32", "torch step s f32", "torch step s bf16",
+                     "torch step bf16/f32"]
+        rows += ["", "bfloat16 against float32 (fwd: throughput ratio, higher is faster; step: time ratio, lower is faster):", ""]
+        rows += _header(head)
+        for name in both:
+            figs = dtype_figures(res["presets"][name])
+            cells = [name, *pair(figs, "forward_px_per_s", ",.0f", "forward_speedup_vs_float32"),
+                     *pair(figs, "train_step_s", ".3f", "train_time_ratio_vs_float32")]
+            if torch:
+                tfigs = dtype_figures(res["torch"].get(name, {}))
+                cells += [*pair(tfigs, "forward_px_per_s", ",.0f", "forward_speedup_vs_float32"),
+                          *pair(tfigs, "train_step_s", ".3f", "train_time_ratio_vs_float32")]
+            rows.append(_row(cells))
+
+    if torch:
+        head = ["preset", "bppjax", "PyTorch", "fwd px/s bppjax", "fwd px/s torch", "fwd x torch", "step s bppjax", "step s torch",
+                "step / torch"]
+        rows += ["", "bppjax against PyTorch (bfloat16: `model.dtype=bfloat16` vs `torch.autocast`; "
+                 "best: each framework's fastest dtype):", ""]
+        rows += _header(head)
+        for name, res_p in res["presets"].items():
+            for dt, r in dtype_figures(res_p).items():
+                if "forward_speedup_vs_torch" in r:
+                    rows.append(_row([name, dt, dt, f"{r['forward_px_per_s']:,.0f}", f"{r['torch_forward_px_per_s']:,.0f}",
+                                      f"{r['forward_speedup_vs_torch']:.2f}x", f"{r['train_step_s']:.3f}", f"{r['torch_train_step_s']:.3f}",
+                                      f"{r['train_time_ratio_vs_torch']:.2f}x"]))
+            b = res_p.get("best_vs_torch")
+            if b:
+                rows.append(_row([name, f"best (fwd {SHORT[b['forward_dtype']]}, step {SHORT[b['train_dtype']]})",
+                                  f"best (fwd {SHORT[b['torch_forward_dtype']]}, step {SHORT[b['torch_train_dtype']]})",
+                                  f"{b['forward_px_per_s']:,.0f}", f"{b['torch_forward_px_per_s']:,.0f}",
+                                  f"{b['forward_speedup_vs_torch']:.2f}x", f"{b['train_step_s']:.3f}", f"{b['torch_train_step_s']:.3f}",
+                                  f"{b['train_time_ratio_vs_torch']:.2f}x"]))
+
     env = res["env"]
+    peaks = res.get("peak_gflops_by_dtype", {"float32": res["peak_gflops"]})
+    peak_text = " / ".join(f"{SHORT.get(dt, dt)} {v:.0f}" for dt, v in peaks.items())
+    torch_peaks = ""
+    if torch:
+        t = res["torch"]
+        tp = {"float32": t.get("peak_gflops"), "bfloat16": t.get("peak_gflops_bfloat16")}
+        torch_peaks = ", " + " / ".join(f"{SHORT[dt]} {v:.0f}" for dt, v in tp.items() if v is not None) + " GFLOP/s (PyTorch)"
+    cpu = env.get("cpu") or {}
+    flags = [f for f in CPU_FLAGS if cpu.get(f)]
+    flag_text = ", ".join(flags) if flags else "none of " + ", ".join(CPU_FLAGS)
+    cpu_text = f"{cpu['model_name']} ({flag_text}), " if cpu.get("model_name") else ""
+    end = f"{env['loadavg_end'][0]:.1f}" if "loadavg_end" in env else "?"
     rows.append("")
-    rows.append(f"matmul peak {res['peak_gflops']:.0f} GFLOP/s (JAX)"
-                + (f", {res['torch']['peak_gflops']:.0f} GFLOP/s (PyTorch)" if torch else "")
-                + f"; ceiling {res['ceiling_gflops']:.0f} GFLOP/s; {env['device']}, {env['cpu_count']} cores, jax {env['jax']}"
-                + f"; load average {env['loadavg_start'][0]:.1f} -> {env.get('loadavg_end', ('?',))[0]:.1f}")
+    rows.append(f"matmul peak {peak_text} GFLOP/s (JAX){torch_peaks}"
+                + f"; ceiling {res['ceiling_gflops']:.0f} GFLOP/s; {cpu_text}{env['device']}, {env['cpu_count']} cores, jax {env['jax']}"
+                + f"; load average {env['loadavg_start'][0]:.1f} -> {end}")
     return "\n".join(rows)

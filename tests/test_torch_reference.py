@@ -90,3 +90,49 @@ def test_same_gradients_as_torch():
     for gj, gt, to_torch in pairs:
         a, b = to_torch(gj).numpy(), gt.numpy()
         np.testing.assert_allclose(a, b, atol=1e-4 * float(np.abs(b).max()) + 1e-7)
+
+
+# --------------------------------------------------------------------------- the bench's dtypes (bfloat16 autocast)
+
+
+def _conv_output_dtypes(model, x, dtype):
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.dtype)) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    try:
+        with torch.no_grad(), torch_bpp.autocast(dtype):
+            y = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return set(seen), y
+
+
+def test_autocast_runs_the_convolutions_in_the_asked_dtype():
+    model = torch_bpp.TorchBPP(**torch_bpp.PRESETS["tiny"])
+    x = torch.rand(1, 3, 16, 16)
+    seen, y = _conv_output_dtypes(model, x, "bfloat16")
+    assert seen == {torch.bfloat16} and y.dtype == torch.float32  # the residual adds to the float32 input
+    seen, y32 = _conv_output_dtypes(model, x, "float32")
+    assert seen == {torch.float32}
+    assert torch.allclose(y, y32, atol=0.05)  # bfloat16 rounding, not a different network
+    with pytest.raises(ValueError, match="unknown dtype 'float16'"):
+        torch_bpp.autocast("float16")
+
+
+def test_bfloat16_training_step_keeps_float32_weights():
+    torch.manual_seed(0)
+    model = torch_bpp.TorchBPP(**torch_bpp.PRESETS["tiny"])
+    before = [p.detach().clone() for p in model.parameters()]
+    r = torch_bpp.time_train_step(model, patch=16, batch=1, reps=1, dtype="bfloat16")
+    assert r["train_step_s"] > 0
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before))  # Adam did update them
+
+
+def test_bench_times_each_dtype_from_the_same_weights():
+    res = torch_bpp.bench("tiny", reps=1, size=16, patch=16, batch=1, dtypes=("float32", "bfloat16"))
+    assert res["dtypes"] == ["float32", "bfloat16"]
+    assert res["params"] == torch_bpp.count_params(torch_bpp.TorchBPP(**torch_bpp.PRESETS["tiny"]))
+    for r in (res, res["bfloat16"]):
+        assert r["forward_px_per_s"] > 0 and r["train_step_s"] > 0
