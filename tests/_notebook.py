@@ -1,4 +1,8 @@
-"""Running the notebooks headless in tests (papermill's parameters convention, with nbclient)."""
+"""Running the notebooks headless in tests (papermill's parameters convention, with nbclient).
+
+The notebooks are committed executed in their documented (full) setting, so that their figures show on
+the repository page; the tests re-execute them in a tiny setting injected after the ``parameters`` cell.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +20,44 @@ def with_parameters(nb: nbformat.NotebookNode, values: dict) -> nbformat.Noteboo
     return nb
 
 
-def execute(path: Path, values: dict, workdir: Path) -> None:
-    """Execute the notebook at ``path`` with ``values`` injected, in ``workdir``."""
+def execute(path: Path, values: dict, workdir: Path) -> nbformat.NotebookNode:
+    """Execute the notebook at ``path`` with ``values`` injected, in ``workdir``; returns the executed notebook."""
     nb = with_parameters(nbformat.read(path, as_version=4), values)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    return nb
 
 
-def code_cells_are_clean(path: Path) -> list:
-    """The code cells, asserting none carries outputs (notebooks are committed cleared)."""
+def committed_run(path: Path) -> nbformat.NotebookNode:
+    """The committed notebook, asserting it holds one complete, error-free run of its own parameters.
+
+    Every code cell was executed, in order, by one kernel; no cell raised; no parameters were injected
+    (the committed outputs are those of the documented setting); the figures are embedded as PNG.
+    """
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code and all(not c.outputs and c.execution_count is None for c in code)
-    return code
+    assert code and "parameters" in code[0].metadata.get("tags", [])
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in code)
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4
+    return nb
+
+
+def printed(nb: nbformat.NotebookNode) -> str:
+    """All text the code cells printed (stdout streams and plain-text results)."""
+    out = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            if o.output_type == "stream" and o.name == "stdout":
+                out.append(o.text)
+            elif "text/plain" in o.get("data", {}):
+                out.append(o["data"]["text/plain"])
+    return "".join(out)
+
+
+def displayed_json(nb: nbformat.NotebookNode) -> dict:
+    """The last ``application/json`` output of the notebook (its results, displayed by its last code cell)."""
+    found = [o["data"]["application/json"] for c in nb.cells for o in c.get("outputs", []) if "application/json" in o.get("data", {})]
+    assert found, "the notebook displays no application/json output"
+    return dict(found[-1])
