@@ -172,17 +172,31 @@ def affine_parts(f: AffineFn, x: Array, method: str = "jvp") -> tuple[Array, Arr
     return linear_part(f, x, method), f(jnp.zeros_like(x))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "frozen_model", "method", "replayable"))
-def _parts(model: nn.Module, frozen_model: nn.Module, params: Any, x: Array, method: str, replayable: bool):
-    # Module-level jit keyed on the (hashable) modules: images of one size compile once.
+_record = jax.jit(record, static_argnames=("frozen_model",))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "frozen_model", "method"))
+def _replayed_parts(model: nn.Module, frozen_model: nn.Module, params: Any, frozen: Any, x: Array, method: str):
+    # The decisions come in as data, recorded by their own compiled call: inside one
+    # program XLA may recompute a decision that sits near zero with other rounding
+    # for F x than for r, and F x + r would then miss y.
     y = model.apply({"params": params}, x)
-    f = frozen_map(frozen_model, params, x, replayable)
+    return (y, *affine_parts(replay(frozen_model, params, frozen), x, method))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "frozen_model", "method"))
+def _recomputed_parts(model: nn.Module, frozen_model: nn.Module, params: Any, x: Array, method: str):
+    y = model.apply({"params": params}, x)
+    f = frozen_map(frozen_model, params, x, replayable=False)
+    fx = linear_part(f, x, method)
+    return y, fx, f(x) - fx
+
+
+def _parts(model: nn.Module, frozen_model: nn.Module, params: Any, x: Array, method: str, replayable: bool):
+    # Module-level jits keyed on the (hashable) modules: images of one size compile once.
     if replayable:
-        fx, r = affine_parts(f, x, method)
-    else:
-        fx = linear_part(f, x, method)
-        r = f(x) - fx
-    return y, fx, r
+        return _replayed_parts(model, frozen_model, params, _record(frozen_model, params, x), x, method)
+    return _recomputed_parts(model, frozen_model, params, x, method)
 
 
 def decompose(
