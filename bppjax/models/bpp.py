@@ -265,6 +265,15 @@ class BPP(nn.Module):
         """Smallest height and width: reflect padding by 4 in the last scaler needs 5 pixels there."""
         return 5 * 2 ** max(self.levels - 2, 0) if self.levels > 1 else 1
 
+    def state_shapes(self, height: int, width: int, batch: int = 1) -> list[tuple[int, int, int, int]]:
+        """Shapes of the per-level states h_l for a ``(batch, height, width, C)`` input, lowest level first.
+
+        The input is reflect-padded to a multiple of ``self.multiple``; each level up doubles the resolution.
+        """
+        m = self.multiple
+        ph, pw = -(-height // m) * m, -(-width // m) * m
+        return [(batch, ph * 2**l // m, pw * 2**l // m, int(c)) for l, c in enumerate(self.features)]
+
     def carries_r(self, t: int) -> bool:
         """Whether flux block ``t`` computes down-projections R_l: every block in the "eq2"
         reading, all but the last in the "carried" one (nothing reads the last block's)."""

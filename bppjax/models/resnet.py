@@ -62,6 +62,10 @@ class ResNet(nn.Module):
     def min_size(self) -> int:
         return 1
 
+    def state_shapes(self, height: int, width: int, batch: int = 1) -> list[tuple[int, int, int, int]]:
+        """A single-resolution network has no per-level states."""
+        return []
+
     def receptive_margin(self) -> int:
         """Radius (px) of an output pixel's input support: head, two 3x3 convs per block, tail."""
         return 2 * int(self.blocks) + 2

@@ -31,16 +31,8 @@ def xla_macs_per_pixel(model: Any, size: int = 256) -> float:
 
 
 def state_shapes(cfg: ml_collections.ConfigDict, size: int) -> list[tuple[int, ...]]:
-    """Shapes of the per-level states h_l for a (1, size, size, 3) input (BPP only).
-
-    The input is reflect-padded to a multiple of 2^(L-1); level l holds that
-    size divided by 2^(L-1-l).
-    """
-    if cfg.arch != "bpp":
-        return []
-    L = len(cfg.features)
-    padded = -(-size // 2 ** (L - 1)) * 2 ** (L - 1)
-    return [(1, padded >> (L - 1 - l), padded >> (L - 1 - l), int(c)) for l, c in enumerate(cfg.features)]
+    """Shapes of the per-level states h_l for a (1, size, size, 3) input, as the model gives them (none for a ResNet)."""
+    return [tuple(s) for s in build_model(cfg).state_shapes(size, size)]
 
 
 def summarize(cfg: ml_collections.ConfigDict, size: int = 256, xla: bool = False) -> dict[str, Any]:
@@ -56,7 +48,7 @@ def summarize(cfg: ml_collections.ConfigDict, size: int = 256, xla: bool = False
         "params_by_part": {k: count_params(v) for k, v in params.items()},
         "macs_per_pixel": float(model.macs_per_pixel()),  # the ODE model counts as one evaluation per block
         "input_size": size,
-        "state_shapes": [list(s) for s in state_shapes(cfg, size)],
+        "state_shapes": [list(s) for s in model.state_shapes(size, size)],
     }
     if xla:
         out["xla_macs_per_pixel"] = xla_macs_per_pixel(model, size)
