@@ -69,6 +69,9 @@ def test_two_processes_on_localhost_match_one(tmp_path):
     single = train_and_evaluate(c, tmp_path / "single")
     multi = load_model(tmp_path / "multi", which="latest")
     assert multi.step == STEPS
-    for a, b in zip(jax.tree.leaves(multi.params), jax.tree.leaves(single.state.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    # The cross-process all-reduce sums the gradients in another order than one process does, and Adam's
+    # division by sqrt(v) enlarges that rounding on weights with tiny gradients: seen up to 1.2e-5 after 8 steps.
+    diffs = [np.abs(np.asarray(a) - np.asarray(b)) for a, b in zip(jax.tree.leaves(multi.params), jax.tree.leaves(single.state.params))]
+    assert max(float(d.max()) for d in diffs) < 5e-5
+    assert float(np.mean(np.concatenate([d.ravel() for d in diffs]))) < 1e-6
     assert sorted(int(p.name) for p in (tmp_path / "multi" / "checkpoints").iterdir() if p.name.isdigit()) == [4, 8]
