@@ -640,7 +640,10 @@ def _document(s: dict[str, Any], figures: dict[str, str]) -> str:
     add("## 1. BPP against an equal-size ResNet\n")
     add("The paper: the multi-resolution extension is *beneficial with respect to conventional ResNets*. Networks: the zoo's "
         "`medium` BPP and an EDSR-style ResNet (8 residual blocks) of the same parameter count; for the equal-MACs setting a "
-        "ResNet of BPP's MACs per pixel and a BPP (features scaled up) of the ResNet's.\n")
+        "ResNet of BPP's MACs per pixel and a BPP (features scaled up) of the ResNet's. Equal time is set through step "
+        "counts: each network's seconds per step, calibrated once through the same training loop (`calibration.json`), "
+        "times its steps makes the budget; the s/step column is what each run then measured, under whatever load the "
+        "machine had.\n")
     for scale, e in s["bpp_vs_resnet"].items():
         add(f"### SR {scale}\n")
         add("| run | params | MAC/px | s/step | train GFLOP/s | steps | seeds | Set5 | Set14 | B100 |")
