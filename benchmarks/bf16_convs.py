@@ -50,9 +50,7 @@ import functools
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -61,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from bppjax import benchmark
 from bppjax.models import layers
 
 Array = jax.Array
@@ -387,13 +386,9 @@ def check(case: Case, dtype: str, names: Sequence[str] | None = None) -> dict[st
 
 
 def median_time(fn: Callable[[], Any], reps: int) -> float:
-    jax.block_until_ready(fn())  # warm-up
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    """``bppjax.benchmark.median_time`` after one warm-up call."""
+    jax.block_until_ready(fn())
+    return benchmark.median_time(fn, reps)
 
 
 def measure(case: Case, dtype: str, reps: int = 5, names: Sequence[str] | None = None,
