@@ -728,7 +728,7 @@ def _document(s: dict[str, Any], figures: dict[str, str]) -> str:
         d, c = o["discrete"]["psnr"], o["ode"]["psnr"]
         diff = {k: c[k] - d[k] for k in BENCHMARKS}
         add(f"**Verdict**: ODE minus discrete: {', '.join(f'{k} {v:+.2f} dB' for k, v in diff.items())} at equal wall-clock "
-            f"(one seed each: differences under ~0.1 dB are within seed noise at this scale).\n")
+            f"(one seed each: differences under ~0.1 dB are within seed noise at this scale). {_ode_note(o)}\n")
     return "\n".join(L) + "\n"
 
 
@@ -740,6 +740,20 @@ def _scale_note(e: dict[str, Any]) -> str:
             f"{e['bpp']['steps'] if 'bpp' in e else '?'}): equal time mostly measures how much cheaper a BPP step is, and equal "
             "steps how fast each network starts to learn. Whether the paper's claim holds for converged networks cannot be "
             "told at this scale (`--budget-minutes` sets it).")
+
+
+def _ode_note(o: dict[str, Any]) -> str:
+    """Cost ratio and how well-resolved the trained ODE is, from the summary."""
+    d, c = o["discrete"], o["ode"]
+    text = (f"An ODE step costs {c['seconds_per_step'] / d['seconds_per_step']:.0f}x a discrete one here, so the same time buys "
+            f"{c['steps']} steps against {d['steps']}: at this budget the comparison is about cost per step.")
+    finer = [r for r in o.get("solvers", []) if r.get("adaptive") or r.get("dt", 1.0) < ODE_TRAIN["dt"]]
+    if finer:
+        worst = max(r["rel_change"] for r in finer)
+        text += (f" Solving the trained ODE more accurately changes its output by up to {100 * worst:.0f}% of the residual it adds"
+                 + (": these weights do not yet define a well-resolved flow, the trained solver is part of the model."
+                    if worst > 0.1 else "."))
+    return text
 
 
 def _norms_verdict(norms: dict[str, Any]) -> str:
