@@ -90,6 +90,27 @@ def test_a_real_full_disk_stops_training_with_one_message_and_rerun_resumes(tmp_
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
+def test_late_callbacks_into_a_closed_event_loop_are_dropped_and_other_unraisables_kept():
+    import asyncio
+    import types
+
+    def unraisable(fn):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            return types.SimpleNamespace(exc_type=type(e), exc_value=e, exc_traceback=e.__traceback__, err_msg=None, object=None)
+        raise AssertionError("expected an exception")
+
+    loop_ = asyncio.new_event_loop()
+    loop_.close()
+    late = unraisable(lambda: loop_.call_soon_threadsafe(print))
+    other = unraisable(lambda: 1 / 0)
+    seen = []
+    for u in (late, other):
+        loop._drop_closed_loop_callbacks(seen.append, u)
+    assert seen == [other]
+
+
 def test_a_non_finite_update_with_a_finite_loss_is_never_saved(tmp_path):
     c = _tiny(steps=3, every=1)
     c.optim.update(lr=1e39, warmup_steps=0, schedule="constant")  # finite in Python, inf in float32: step 1 blows up

@@ -18,6 +18,7 @@ import logging
 import math
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,28 @@ def _quiet_checkpoint_errors():
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
+    hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_drop_closed_loop_callbacks, hook)
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _drop_closed_loop_callbacks(hook: Any, unraisable: Any) -> None:
+    """Drop TensorStore's late callbacks into Orbax's closed event loop after a failed write.
+
+    When a write fails, Orbax closes its event loop while TensorStore's other writes are still
+    finishing; each of them then reports ``RuntimeError: Event loop is closed`` from a C++ thread
+    as an unraisable exception. Everything else goes to ``hook``.
+    """
+    error, tb = unraisable.exc_value, unraisable.exc_traceback
+    last = traceback.extract_tb(tb)[-1:] if tb is not None else []
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed" and last and "asyncio" in last[0].filename:
+        return
+    hook(unraisable)
 
 
 @dataclasses.dataclass
