@@ -16,9 +16,10 @@ a convolution, per input pixel of the transposed one; the same for each pass):
 
 Formulations (not all exist for every kind):
 
-* ``xla``: ``lax.conv_general_dilated`` exactly as the model calls it
-  (``layers.conv2d``; ``layers.conv_up`` with its custom VJP for ``up``),
-  gradients as the model gets them (autodiff, or ``conv_up``'s VJP);
+* ``xla``: ``lax.conv_general_dilated`` as the model calls it with
+  ``impl="xla"`` (``layers.conv2d``; ``layers.conv_up`` with its
+  custom VJP for ``up``), gradients as the model gets them (autodiff, or
+  ``conv_up``'s VJP);
 * ``xla_f32acc`` (bfloat16 only): the same convolutions with
   ``preferred_element_type=float32`` in all three passes, written out by hand
   (autodiff of such a conv would upcast the gradients' operands to float32);
@@ -33,6 +34,11 @@ Formulations (not all exist for every kind):
   (``layers.conv_up_phases``), gradients by autodiff;
 * ``s2d`` (``up`` only): one 2x2 convolution to 4 * C channels + depth-to-space
   (``lax.conv_general_dilated``), gradients by autodiff.
+* ``model_gemm``: the model's own layers (``layers.conv2d``, ``layers.conv_up``)
+  with ``impl="gemm"``, the path ``model.dtype=bfloat16`` takes on
+  CPU (``bppjax/models/gemm_conv.py``): ``taps`` for the forward pass and the
+  input gradient, and for ``up`` the weight gradient of ``xla`` (``conv_up``'s
+  nine GEMMs).
 
 Each alternative is checked against a float32 reference computed from the same
 (bfloat16-rounded) operands: ``max_rel_err`` is max |a - ref| / max |ref|.
@@ -60,7 +66,8 @@ import numpy as np
 from jax import lax
 
 from bppjax import benchmark
-from bppjax.models import layers
+from bppjax.models import gemm_conv, layers
+from bppjax.models.gemm_conv import DOWN_GRAD, UP, depth_to_space, flip_io, gemm, gemm_t, phase_kernel
 
 Array = jax.Array
 DN = ("NHWC", "HWIO", "NHWC")
@@ -129,37 +136,18 @@ def cases(features: Sequence[int] = PAPER_FEATURES, batch: int = 4, size: int = 
 # --------------------------------------------------------------------------- building blocks
 
 
-def gemm(a: Array, b: Array) -> Array:
-    """``a[..., K] @ b[K, N]`` accumulated (and returned) in float32."""
-    return lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())), preferred_element_type=F32)
-
-
-def gemm_t(a: Array, b: Array) -> Array:
-    """``sum over leading axes of a[..., K] (x) b[..., N]`` -> (K, N), float32 accumulation."""
-    lead = tuple(range(a.ndim - 1))
-    return lax.dot_general(a, b, ((lead, lead), ((), ())), preferred_element_type=F32)
-
-
 def _pad2(pad: int | tuple[tuple[int, int], tuple[int, int]]) -> tuple[tuple[int, int], tuple[int, int]]:
     return ((pad, pad), (pad, pad)) if isinstance(pad, int) else pad
-
-
-def im2col_taps(x: Array, k: int, stride: int, pad) -> Array:
-    """kxk patches by strided slices + one concatenate; features ordered (ky, kx, c) like an HWIO kernel."""
-    (pt, pb), (pl, pr) = _pad2(pad)
-    b, h, w, c = x.shape
-    ho, wo = (h + pt + pb - k) // stride + 1, (w + pl + pr - k) // stride + 1
-    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    cols = [
-        lax.slice(xp, (0, ky, kx, 0), (b, ky + stride * (ho - 1) + 1, kx + stride * (wo - 1) + 1, c), (1, stride, stride, 1))
-        for ky in range(k) for kx in range(k)
-    ]
-    return jnp.concatenate(cols, axis=-1)
 
 
 def im2col_patches(x: Array, k: int, stride: int, pad) -> Array:
     """kxk patches by ``lax.conv_general_dilated_patches``; features ordered (c, ky, kx)."""
     return lax.conv_general_dilated_patches(x, (k, k), (stride, stride), _pad2(pad), dimension_numbers=DN)
+
+
+def im2col_taps(x: Array, k: int, stride: int, pad) -> Array:
+    """``gemm_conv.im2col`` (the model's GEMM path); features ordered (ky, kx, c) like an HWIO kernel."""
+    return gemm_conv.im2col(x, k, stride, _pad2(pad))
 
 
 IM2COL = {"taps": im2col_taps, "patches": im2col_patches}
@@ -181,32 +169,6 @@ def kernel_from_matrix(m: Array, k: int, cin: int, order: str) -> Array:
     return m.reshape(k, k, cin, o)
 
 
-#: Sub-pixel tables of a stride-2 3x3 transposed convolution, per axis: output phase -> {window offset: kernel tap}.
-#: ``UP`` is ``layers.conv_up``'s kernel layout; ``DOWN_GRAD`` the input gradient of a stride-2 conv padded by 1.
-UP = {0: {0: 1}, 1: {0: 0, 1: 2}}
-DOWN_GRAD = {0: {0: 1}, 1: {0: 2, 1: 0}}
-
-
-def phase_kernel(w: Array, table: dict[int, dict[int, int]]) -> Array:
-    """(3, 3, I, O) -> (2, 2, I, 2, 2, O): window offset (a, b), input, output phase (py, px), output."""
-    zero = jnp.zeros(w.shape[2:], w.dtype)
-    rows = []
-    for a in range(2):
-        cols = []
-        for b in range(2):
-            phases = [[w[table[py][a], table[px][b]] if a in table[py] and b in table[px] else zero for px in range(2)]
-                      for py in range(2)]
-            cols.append(jnp.stack([jnp.stack(r, 1) for r in phases], 1))  # I, 2, 2, O
-        rows.append(jnp.stack(cols))
-    return jnp.stack(rows)
-
-
-def depth_to_space(y: Array, cout: int) -> Array:
-    """(B, h, w, 2*2*C) ordered (py, px, c) -> (B, 2h, 2w, C)."""
-    b, h, w, _ = y.shape
-    return y.reshape(b, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, cout)
-
-
 def subpixel_gemm(u: Array, w: Array, table, order: str) -> Array:
     """A stride-2 3x3 transposed convolution as 2x2 im2col + one GEMM to 4 * O channels + depth-to-space (float32)."""
     cin, cout = w.shape[2], w.shape[3]
@@ -225,11 +187,6 @@ def subpixel_conv(u: Array, w: Array, table, preferred=None) -> Array:
     return depth_to_space(y, cout)
 
 
-def flip_io(w: Array) -> Array:
-    """The kernel of a convolution's input gradient: spatially flipped, input and output swapped."""
-    return jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-
-
 # --------------------------------------------------------------------------- formulations
 #
 # A formulation of a kind is three functions of (x, w, g): the forward pass,
@@ -246,8 +203,11 @@ def _autodiff(f: Callable[[Array, Array], Array]) -> Passes:
             lambda x, w, g: jax.vjp(lambda w_: f(x, w_), w)[1](g)[0].astype(F32))
 
 
-def _conv(stride: int) -> Callable[[Array, Array], Array]:
-    return lambda x, w: layers.conv2d(x, w, stride)
+def _layer(kind: str, impl: str) -> Callable[[Array, Array], Array]:
+    """The model's layer of ``kind`` (``layers.conv2d`` or ``layers.conv_up``) with convolution ``impl``."""
+    if kind == "up":
+        return lambda u, w: layers.conv_up(u, w, impl)
+    return lambda x, w: layers.conv2d(x, w, 1 if kind == "s1" else 2, impl)
 
 
 def _xla_f32acc(kind: str) -> Passes:
@@ -330,10 +290,7 @@ def _gemm_formulation(kind: str, order: str) -> Passes:
 def formulations(kind: str, dtype: str) -> dict[str, Passes]:
     """Every formulation of ``kind`` measured in ``dtype`` (``xla_f32acc`` only where it differs from ``xla``)."""
     out: dict[str, Passes] = {}
-    if kind == "up":
-        out["xla"] = _autodiff(layers.conv_up)
-    else:
-        out["xla"] = _autodiff(_conv(1 if kind == "s1" else 2))
+    out["xla"] = _autodiff(_layer(kind, "xla"))
     if dtype != "float32":
         out["xla_f32acc"] = _xla_f32acc(kind)
     out["patches"] = _gemm_formulation(kind, "patches")
@@ -341,12 +298,13 @@ def formulations(kind: str, dtype: str) -> dict[str, Passes]:
     if kind == "up":
         out["phases"] = _autodiff(layers.conv_up_phases)
         out["s2d"] = _autodiff(lambda u, w: subpixel_conv(u, w, UP))
+    out["model_gemm"] = _autodiff(_layer(kind, "gemm"))
     return out
 
 
 def reference(case: Case, x: Array, w: Array, g: Array) -> tuple[Array, Array, Array]:
     """float32 forward, input and weight gradient of ``case`` at (x, w, g) (upcast), by autodiff of the plain conv."""
-    f = layers.conv_up_dilated if case.kind == "up" else _conv(1 if case.kind == "s1" else 2)
+    f = layers.conv_up_dilated if case.kind == "up" else _layer(case.kind, "xla")
     x, w, g = (a.astype(F32) for a in (x, w, g))
     y, vjp = jax.vjp(f, x, w)
     return (y, *vjp(g))

@@ -36,9 +36,9 @@ from bppjax.training.config import ConfigError, base_config, tiny_variant
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # training images beside the repo
 
-SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x4": (4,), "multi": (2, 3, 4)}
-STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x4": 5_000, "multi": 3_000}
-PEAK_LR = {"x3ft": 5e-4}
+SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x3ft2": (3,), "x4": (4,), "multi": (2, 3, 4), "multift": (2, 3, 4)}
+STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x3ft2": 2_000, "x4": 5_000, "multi": 3_000, "multift": 8_000}
+PEAK_LR = {"x3ft": 5e-4, "x3ft2": 2.5e-4, "multift": 5e-4}
 
 
 def get_config(variant: str = "x2"):

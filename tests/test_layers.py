@@ -10,6 +10,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 from bppjax.models import build_model, preset
+from bppjax.models import gemm_conv as G
 from bppjax.models import layers as L
 
 
@@ -144,3 +145,76 @@ def test_compiler_options():
 def test_convup_rejects_unknown_prenorm():
     with pytest.raises(ValueError, match="prenorm"):
         L.ConvUp(4, prenorm="bn").init(jax.random.key(0), jnp.ones((1, 2, 2, 3)), jnp.ones((1, 2, 2, 3)))
+
+
+# --------------------------------------------------------------------------- convolutions as GEMMs
+
+
+@pytest.mark.parametrize("h, w, stride", [(10, 12, 1), (10, 12, 2), (9, 7, 2), (9, 7, 1)])
+def test_gemm_conv2d_and_its_gradients_equal_the_lax_convolution(h, w, stride):
+    x, k = _rand(0, (2, h, w, 5)), _rand(1, (3, 3, 5, 7))
+    y, vjp = jax.vjp(lambda a, b: G.conv2d(a, b, stride), x, k)
+    y_ref, vjp_ref = jax.vjp(lambda a, b: lax.conv_general_dilated(a, b, (stride, stride), ((1, 1), (1, 1)),
+                                                                      dimension_numbers=L._DN), x, k)
+    np.testing.assert_allclose(y, y_ref, atol=1e-4)
+    g = _rand(2, y.shape)
+    for a, e in zip(vjp(g), vjp_ref(g)):
+        np.testing.assert_allclose(a, e, atol=1e-4)
+
+
+def test_gemm_conv_up_forward_and_input_gradient_equal_the_definition():
+    u, k = _rand(0, (2, 5, 6, 8)), _rand(1, (3, 3, 8, 4))
+    y, vjp = jax.vjp(lambda a: _reference_conv_up(a, k), u)
+    np.testing.assert_allclose(G.conv_up_forward(u, k), y, atol=1e-4)
+    g = _rand(2, y.shape)
+    np.testing.assert_allclose(G.conv_up_input_grad(g, k), vjp(g)[0], atol=1e-4)
+
+
+def _ops(f, *args):
+    text = str(jax.make_jaxpr(f)(*args))
+    return {"conv": "conv_general_dilated" in text, "dot": "dot_general" in text}
+
+
+def test_auto_runs_bfloat16_convolutions_as_gemms_on_cpu_only():
+    x, k = _rand(0, (1, 8, 8, 16)), _rand(1, (3, 3, 16, 32))
+    bf = (x.astype(jnp.bfloat16), k.astype(jnp.bfloat16))
+    on_cpu = jax.default_backend() == "cpu"
+    assert _ops(L.conv2d, x, k) == {"conv": True, "dot": False}
+    assert _ops(L.conv2d, *bf) == {"conv": not on_cpu, "dot": on_cpu}
+    assert _ops(lambda a, b: L.conv2d(a, b, impl="xla"), *bf) == {"conv": True, "dot": False}
+    assert _ops(lambda a, b: L.conv2d(a, b, impl="gemm"), x, k) == {"conv": False, "dot": True}
+    # 3 input channels (the analysis conv of RGB) stay a direct convolution.
+    assert _ops(lambda a, b: L.conv2d(a, b, impl="gemm"), x[..., :3], k[:, :, :3]) == {"conv": True, "dot": False}
+    u = _rand(2, (1, 4, 4, 32)).astype(jnp.bfloat16)
+    ops = _ops(jax.grad(lambda u, k: jnp.sum(L.conv_up(u, k).astype(jnp.float32))), u, bf[1].transpose(0, 1, 3, 2))
+    assert ops == {"conv": not on_cpu, "dot": True}
+    with pytest.raises(ValueError, match="conv impl must be one of"):
+        L.conv2d(x, k, impl="cudnn")
+
+
+def test_a_bfloat16_bpp_on_cpu_runs_its_flux_convolutions_as_gemms():
+    cfg = preset("tiny")
+    cfg.features = (16, 16, 24)
+    x = jax.random.uniform(jax.random.key(0), (1, 24, 16, 3))
+    counts = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg.dtype = dtype
+        model = build_model(cfg)
+        params = model.init(jax.random.key(1), x)["params"]
+        text = str(jax.make_jaxpr(jax.grad(lambda p: jnp.mean(model.apply({"params": p}, x).astype(jnp.float32))))(params))
+        counts[dtype] = (text.count("conv_general_dilated["), text.count("dot_general["))
+    if jax.default_backend() == "cpu":  # left as convolutions: those of the RGB image (analysis, synthesis, scalers)
+        assert counts["bfloat16"][0] < counts["float32"][0] / 2 and counts["bfloat16"][1] > counts["float32"][1], counts
+
+
+@pytest.mark.parametrize("widths, cout", [((16, 16), 16), ((24,), 64)])
+def test_norm_relu_conv_up_as_gemms_equals_the_lax_path_with_gradients(widths, cout):
+    parts, k = _parts(widths=widths), _rand(9, (3, 3, sum(widths), cout)) * 0.1
+    y, vjp = jax.vjp(lambda p, k: L.norm_relu_conv_up(p, k, True, L.IN_EPS, "gemm"), parts, k)
+    y_ref, vjp_ref = jax.vjp(lambda p, k: L.norm_relu_conv_up(p, k, True, L.IN_EPS, "xla"), parts, k)
+    np.testing.assert_allclose(y, y_ref, atol=1e-4)
+    g = _rand(3, y.shape)
+    for a, e in zip(jax.tree.leaves(vjp(g)), jax.tree.leaves(vjp_ref(g))):
+        np.testing.assert_allclose(a, e, atol=1e-4)
+    (back,) = jax.linear_transpose(vjp, y)((tuple(jnp.ones_like(p) for p in parts), jnp.ones_like(k)))
+    assert back.shape == y.shape and bool(jnp.all(jnp.isfinite(back)))  # still linear in the cotangent (LinearScope)

@@ -17,6 +17,11 @@ Two operations carry custom VJPs, both for speed on XLA:CPU (measurements in
   the normalisation, and the backward pass is written out by hand. Autodiff of
   the unfused chain spends more time moving memory than multiplying.
 
+Convolutions take ``impl`` (``auto``, ``xla``, ``gemm``): under ``auto`` bfloat16
+convolutions on CPU run as GEMMs (``bppjax/models/gemm_conv.py``), since XLA:CPU
+has no bfloat16 convolution kernel but runs bfloat16 GEMMs on the CPU's matrix
+units; everything else is a ``lax`` convolution.
+
 All backward passes are linear in the cotangent (``jax.linear_transpose``
 works on them, which LinearScope relies on).
 """
@@ -31,6 +36,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bppjax.models import gemm_conv
+
 Array = jax.Array
 Dtype = Any
 Initializer = Callable[..., Array]
@@ -41,8 +48,35 @@ IN_EPS = 1e-5
 PHASES_BELOW_CHANNELS = 64
 
 
-def conv2d(x: Array, kernel: Array, stride: int = 1) -> Array:
-    """3x3 (or kxk) convolution with PyTorch-style symmetric 'same' padding k//2."""
+# --------------------------------------------------------------------------- convolution implementation
+
+CONV_IMPLS = ("auto", "xla", "gemm")
+#: Convolutions with fewer input or output channels stay ``lax`` convolutions on every path (an
+#: im2col of 3 channels, or a GEMM to 3 outputs, runs far below a direct convolution).
+GEMM_MIN_CHANNELS = 16
+
+
+def _as_gemm(x: Array, kernel: Array, impl: str) -> bool:
+    """Whether a convolution of ``x`` by ``kernel`` runs as GEMMs (``gemm_conv``) under ``impl``.
+
+    ``auto``: bfloat16 convolutions on CPU do (XLA:CPU has no bfloat16 convolution
+    kernel and converts them to float32 ones, while it runs bfloat16 GEMMs on the
+    CPU's matrix units), everything else stays a ``lax`` convolution; ``xla``:
+    never; ``gemm``: in every dtype, on every backend. Either way only 3x3 kernels
+    with at least ``GEMM_MIN_CHANNELS`` channels on both sides.
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl must be one of {CONV_IMPLS}; got {impl!r}")
+    kh, kw, cin, cout = kernel.shape
+    if impl == "xla" or (kh, kw) != (3, 3) or min(cin, cout) < GEMM_MIN_CHANNELS:
+        return False
+    return impl == "gemm" or (x.dtype == jnp.bfloat16 and jax.default_backend() == "cpu")
+
+
+def conv2d(x: Array, kernel: Array, stride: int = 1, impl: str = "auto") -> Array:
+    """3x3 (or kxk) convolution with PyTorch-style symmetric 'same' padding k//2 (``impl``: see ``_as_gemm``)."""
+    if _as_gemm(x, kernel, impl):
+        return gemm_conv.conv2d(x, kernel, stride)
     k = kernel.shape[0]
     pad = ((k // 2, k // 2), (k // 2, k // 2))
     return lax.conv_general_dilated(x, kernel, (stride, stride), pad, dimension_numbers=_DN)
@@ -79,7 +113,9 @@ def conv_up_phases(u: Array, kernel: Array) -> Array:
     return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
 
 
-def _conv_up_forward(u: Array, kernel: Array) -> Array:
+def _conv_up_forward(u: Array, kernel: Array, impl: str = "auto") -> Array:
+    if _as_gemm(u, kernel, impl):
+        return gemm_conv.conv_up_forward(u, kernel)
     # Narrow outputs (the top level's 48 channels) waste most of a dilated conv's
     # work on XLA:CPU; wide ones run faster through its transposed-conv kernel.
     if kernel.shape[-1] < PHASES_BELOW_CHANNELS:
@@ -87,13 +123,16 @@ def _conv_up_forward(u: Array, kernel: Array) -> Array:
     return conv_up_dilated(u, kernel)
 
 
-def _conv_up_grads(u: Array, kernel: Array, g: Array) -> tuple[Array, Array]:
+def _conv_up_grads(u: Array, kernel: Array, g: Array, impl: str = "auto") -> tuple[Array, Array]:
     """(du, dkernel) of ``conv_up`` at ``(u, kernel)`` for the output cotangent ``g``."""
     # Per axis u[i] meets g[2i + 1 - k] through tap k.
     g_pad = jnp.pad(g, ((0, 0), (1, 0), (1, 0), (0, 0)))
     # Input gradient: du[i] = sum_m g[2i - 1 + m] K[2 - m]: a stride-2 conv.
-    k_flip = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-    du = lax.conv_general_dilated(g_pad, k_flip, (2, 2), "VALID", dimension_numbers=_DN)
+    if _as_gemm(u, kernel, impl):
+        du = gemm_conv.conv_up_input_grad(g.astype(u.dtype), kernel)
+    else:
+        k_flip = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+        du = lax.conv_general_dilated(g_pad, k_flip, (2, 2), "VALID", dimension_numbers=_DN)
     # Weight gradient: dK[k] = sum_i u[i] (x) g[2i + 1 - k]: one GEMM per tap
     # (measured as fast as one GEMM on the nine taps concatenated, and leaner).
     h, w = u.shape[1], u.shape[2]
@@ -112,18 +151,18 @@ def _conv_up_grads(u: Array, kernel: Array, g: Array) -> tuple[Array, Array]:
     return du.astype(u.dtype), jnp.stack(taps).astype(kernel.dtype)
 
 
-@jax.custom_vjp
-def conv_up(u: Array, kernel: Array) -> Array:
-    """Stride-2 3x3 transposed convolution (x2 upscale), kernel HWIO (3, 3, Cin, Cout)."""
-    return _conv_up_forward(u, kernel)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_up(u: Array, kernel: Array, impl: str = "auto") -> Array:
+    """Stride-2 3x3 transposed convolution (x2 upscale), kernel HWIO (3, 3, Cin, Cout) (``impl``: see ``_as_gemm``)."""
+    return _conv_up_forward(u, kernel, impl)
 
 
-def _conv_up_fwd(u: Array, kernel: Array):
-    return _conv_up_forward(u, kernel), (u, kernel)
+def _conv_up_fwd(u: Array, kernel: Array, impl: str):
+    return _conv_up_forward(u, kernel, impl), (u, kernel)
 
 
-def _conv_up_bwd(res, g: Array):
-    return _conv_up_grads(*res, g)
+def _conv_up_bwd(impl: str, res, g: Array):
+    return _conv_up_grads(*res, g, impl)
 
 
 conv_up.defvjp(_conv_up_fwd, _conv_up_bwd)
@@ -188,14 +227,15 @@ def _norm_relu_backward(x: Array, stats: tuple[Array, Array] | None, gu: Array) 
     return (rstd * (gm - s1 - xhat * s2)).astype(x.dtype)
 
 
-def _nrcu_forward(parts, kernel, instance_norm, eps):
+def _nrcu_forward(parts, kernel, instance_norm, eps, impl):
     stats = tuple(_in_stats(x, eps) if instance_norm else None for x in parts)
     u = _concat_channels([_norm_relu(x, s, kernel.dtype) for x, s in zip(parts, stats)])
-    return _conv_up_forward(u, kernel), (parts, stats, u, kernel)
+    return _conv_up_forward(u, kernel, impl), (parts, stats, u, kernel)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def norm_relu_conv_up(parts: tuple[Array, ...], kernel: Array, instance_norm: bool = True, eps: float = IN_EPS) -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def norm_relu_conv_up(parts: tuple[Array, ...], kernel: Array, instance_norm: bool = True, eps: float = IN_EPS,
+                      impl: str = "auto") -> Array:
     """``conv_up(ReLU(IN(concat(parts, -1))), kernel)`` in one fused op (IN optional).
 
     IN is per channel, so the statistics of each part are its own; the parts
@@ -203,16 +243,16 @@ def norm_relu_conv_up(parts: tuple[Array, ...], kernel: Array, instance_norm: bo
     the block states (``parts``) and the conv input ``u`` instead of the
     intermediates autodiff would keep.
     """
-    return _nrcu_forward(parts, kernel, instance_norm, eps)[0]
+    return _nrcu_forward(parts, kernel, instance_norm, eps, impl)[0]
 
 
-def _nrcu_fwd(parts, kernel, instance_norm, eps):
-    return _nrcu_forward(parts, kernel, instance_norm, eps)
+def _nrcu_fwd(parts, kernel, instance_norm, eps, impl):
+    return _nrcu_forward(parts, kernel, instance_norm, eps, impl)
 
 
-def _nrcu_bwd(instance_norm, eps, res, g):
+def _nrcu_bwd(instance_norm, eps, impl, res, g):
     parts, stats, u, kernel = res
-    du, dk = _conv_up_grads(u, kernel, g)
+    du, dk = _conv_up_grads(u, kernel, g, impl)
     dparts, offset = [], 0
     for x, s in zip(parts, stats):
         c = x.shape[-1]
