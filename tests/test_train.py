@@ -277,7 +277,7 @@ def test_every_config_and_variant_loads_and_validates():
     specs = ["default.py", "default.py:tiny", "t91.py", "t91.py:tiny", "raindrop.py", "raindrop.py:tiny",
              "dehaze.py", "dehaze.py:tiny", "dped.py", "dped.py:tiny", "hdr_sr.py", "hdr_sr.py:tiny"]
     specs += [f"sr.py:{v}" for v in ("x2", "x3", "x4", "x8", "multi", "x4,tfds", "multi,tfds", "x2,tiny", "multi,tiny")]
-    specs += [f"zoo.py:{v}" for v in ("x2", "x3", "x3ft", "x4", "multi", "x2,tiny", "multi,tiny")]
+    specs += [f"zoo.py:{v}" for v in ("x2", "x3", "x3ft", "x3ft2", "x4", "multi", "multift", "x2,tiny", "multi,tiny")]
     for spec in specs:
         c = load_config_file(str(CONFIGS / spec))
         validate_config(c, device_count=1, check_data=False)
@@ -296,3 +296,6 @@ def test_every_config_and_variant_loads_and_validates():
     assert load_config_file(str(CONFIGS / "zoo.py:multi")).data.scales == (2, 3, 4)
     x3ft = load_config_file(str(CONFIGS / "zoo.py:x3ft"))
     assert x3ft.data.scales == (3,) and x3ft.optim.lr == 5e-4 and load_config_file(str(CONFIGS / "zoo.py:x3")).optim.lr == 1e-3
+    x3ft2, multift = (load_config_file(str(CONFIGS / f"zoo.py:{v}")) for v in ("x3ft2", "multift"))
+    assert (x3ft2.data.scales, x3ft2.optim.lr, x3ft2.train.steps) == ((3,), 2.5e-4, 2_000)
+    assert (multift.data.scales, multift.optim.lr, multift.train.steps) == ((2, 3, 4), 5e-4, 8_000)
