@@ -102,10 +102,15 @@ def subpixel(u: Array, w: Array, table: dict[int, dict[int, int]]) -> Array:
 _SAME = ((1, 1), (1, 1))
 
 
+def _conv3x3(x: Array, w: Array, stride: int) -> Array:
+    """3x3 convolution with padding 1 as ``im2col(x) @ W`` (float32 result)."""
+    return gemm(im2col(x, 3, stride, _SAME), kernel_matrix(w))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv2d(x: Array, w: Array, stride: int = 1) -> Array:
     """3x3 convolution, stride 1 or 2, padding 1 (``layers.conv2d``'s map), kernel HWIO."""
-    return gemm(im2col(x, 3, stride, _SAME), kernel_matrix(w)).astype(x.dtype)
+    return _conv3x3(x, w, stride).astype(x.dtype)
 
 
 def _conv2d_fwd(x: Array, w: Array, stride: int):
@@ -116,7 +121,7 @@ def _conv2d_bwd(stride: int, res, g: Array):
     x, w = res
     g = g.astype(x.dtype)
     if stride == 1:
-        dx = gemm(im2col(g, 3, 1, _SAME), kernel_matrix(flip_io(w)))
+        dx = _conv3x3(g, flip_io(w), 1)
     else:  # the stride-2 conv's transpose; an odd input side gets one row/column too many
         dx = subpixel(g, w.transpose(0, 1, 3, 2), DOWN_GRAD)[:, : x.shape[1], : x.shape[2]]
     dw = gemm_t(im2col(x, 3, stride, _SAME), g).reshape(w.shape)
@@ -133,4 +138,4 @@ def conv_up_forward(u: Array, w: Array) -> Array:
 
 def conv_up_input_grad(g: Array, w: Array) -> Array:
     """The input gradient of ``conv_up`` for output cotangent ``g``: a stride-2 3x3 convolution by ``flip_io(w)``."""
-    return gemm(im2col(g, 3, 2, _SAME), kernel_matrix(flip_io(w)))
+    return _conv3x3(g, flip_io(w), 2)

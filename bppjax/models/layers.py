@@ -131,8 +131,7 @@ def _conv_up_grads(u: Array, kernel: Array, g: Array, impl: str = "auto") -> tup
     if _as_gemm(u, kernel, impl):
         du = gemm_conv.conv_up_input_grad(g.astype(u.dtype), kernel)
     else:
-        k_flip = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-        du = lax.conv_general_dilated(g_pad, k_flip, (2, 2), "VALID", dimension_numbers=_DN)
+        du = lax.conv_general_dilated(g_pad, gemm_conv.flip_io(kernel), (2, 2), "VALID", dimension_numbers=_DN)
     # Weight gradient: dK[k] = sum_i u[i] (x) g[2i + 1 - k]: one GEMM per tap
     # (measured as fast as one GEMM on the nine taps concatenated, and leaner).
     h, w = u.shape[1], u.shape[2]
