@@ -14,12 +14,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from bppjax.models.bpp import BPP, DOWN_PROJECTIONS, DTYPES, REMATS
+from bppjax.models.edsr import EDSR, edsr_width_for_params
+from bppjax.models.edsr import SCALES as EDSR_SCALES
 from bppjax.models.resnet import REMATS as RESNET_REMATS
 from bppjax.models.resnet import ResNet, width_for_params
 
-ARCHS = ("bpp", "resnet")
+ARCHS = ("bpp", "resnet", "edsr")
 #: The ``model.remat`` values each architecture implements (``block`` is BPP's reversible sweep).
-ARCH_REMATS = {"bpp": REMATS, "resnet": RESNET_REMATS}
+ARCH_REMATS = {"bpp": REMATS, "resnet": RESNET_REMATS, "edsr": RESNET_REMATS}
 KINDS = ("discrete", "ode")
 
 
@@ -38,6 +40,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
             remat="none",
             dirac_noise=1e-3,
             resnet=dict(width=64, blocks=16, res_scale=1.0),
+            edsr=dict(width=64, blocks=16, res_scale=1.0, scale=2),
             ode=dict(solver="causal_euler", dt=1.0, time="piecewise", adaptive=False, adjoint="recursive", rtol=1e-3, atol=1e-4, max_steps=4096),
         )
     )
@@ -76,6 +79,11 @@ def resnet_tiny() -> ml_collections.ConfigDict:
     return model_config(arch="resnet", resnet=dict(width=width_for_params(7_500, 2), blocks=2, res_scale=1.0))
 
 
+def edsr_tiny() -> ml_collections.ConfigDict:
+    """An x2 LR-space EDSR with about the parameters of ``tiny``."""
+    return model_config(arch="edsr", edsr=dict(width=edsr_width_for_params(7_500, 2, 2), blocks=2, res_scale=1.0, scale=2))
+
+
 PRESETS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "paper": paper,
     "medium": medium,
@@ -83,11 +91,12 @@ PRESETS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "tiny": tiny,
     "resnet_small": resnet_small,
     "resnet_tiny": resnet_tiny,
+    "edsr_tiny": edsr_tiny,
 }
 
 
 def preset(name: str) -> ml_collections.ConfigDict:
-    """Model config of a named preset (``paper``, ``medium``, ``small``, ``tiny``, ``resnet_small``, ``resnet_tiny``)."""
+    """Model config of a named preset (``paper``, ``medium``, ``small``, ``tiny``, ``resnet_small``, ``resnet_tiny``, ``edsr_tiny``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
@@ -115,6 +124,8 @@ def validate_model_config(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError(f"model.depth must be >= 1; got {cfg.depth}")
     elif cfg.kind == "ode":
         raise ValueError("model.kind='ode' is only defined for model.arch='bpp'")
+    elif cfg.arch == "edsr" and int(cfg.edsr.scale) not in EDSR_SCALES:
+        raise ValueError(f"model.edsr.scale must be one of {EDSR_SCALES}; got {cfg.edsr.scale!r}")
 
 
 def build_model(cfg: ml_collections.ConfigDict, freeze: bool = False) -> nn.Module:
@@ -124,6 +135,9 @@ def build_model(cfg: ml_collections.ConfigDict, freeze: bool = False) -> nn.Modu
     if cfg.arch == "resnet":
         r = cfg.resnet
         return ResNet(int(r.width), int(r.blocks), float(r.res_scale), dtype=dtype, remat=cfg.remat, freeze=freeze)
+    if cfg.arch == "edsr":
+        e = cfg.edsr
+        return EDSR(int(e.width), int(e.blocks), int(e.scale), float(e.res_scale), dtype=dtype, remat=cfg.remat, freeze=freeze)
     if cfg.kind == "ode":
         from bppjax.models.ode import build_ode_model  # local: diffrax import is slow
 
