@@ -24,7 +24,9 @@ class ImagePair:
 
     Attributes:
       name: file stem or embedded name.
-      input: network input, HxWx3 uint8 (or uint16), same size as ``target``.
+      input: network input, HxWx3 uint8 (or uint16): the same size as ``target``
+        for a model that takes the upscaled image, ``scale`` times smaller for
+        one that takes the LR image (``input_space="lr"``).
       target: ground truth, HxWx3, same dtype as ``input``.
       scale: SR factor (1 for restoration tasks); crops are aligned to it.
       group: validation set name (e.g. ``Set5``) for per-set reporting.
@@ -46,16 +48,31 @@ class ImagePair:
         return f"{self.group or 'val'}_x{self.scale}" if self.scale > 1 else (self.group or "val")
 
 
+INPUT_SPACES = ("upscaled", "lr")
+
+
+def check_input_space(input_space: str) -> None:
+    if input_space not in INPUT_SPACES:
+        raise ValueError(f"input_space must be one of {INPUT_SPACES} (the model's input_space); got {input_space!r}")
+
+
 def sr_pairs(
-    images: Iterable[tuple[str, np.ndarray]], scales: Sequence[int], group: str = "", workers: int = 1
+    images: Iterable[tuple[str, np.ndarray]], scales: Sequence[int], group: str = "", workers: int = 1,
+    input_space: str = "upscaled",
 ) -> list[ImagePair]:
-    """SR pairs (``bppjax.image.degrade.sr_input``) for every image at every scale."""
+    """SR pairs (``bppjax.image.degrade.sr_input``) for every image at every scale.
+
+    ``input_space``: ``"upscaled"`` (the input is the LR image bicubic-enlarged
+    back to the HR size) or ``"lr"`` (the LR image itself).
+    """
+    check_input_space(input_space)
     jobs = [(name, hr, int(s)) for name, hr in images for s in scales]
 
     def make(job: tuple[str, np.ndarray, int]) -> ImagePair:
         name, hr, s = job
         sample = sr_input(hr, s)
-        return ImagePair(name, np.ascontiguousarray(sample.net_input), sample.hr, s, group)
+        inp = sample.lr if input_space == "lr" else sample.net_input
+        return ImagePair(name, np.ascontiguousarray(inp), sample.hr, s, group)
 
     if workers > 1 and len(jobs) > 1:
         with ThreadPoolExecutor(workers) as pool:
@@ -63,8 +80,11 @@ def sr_pairs(
     return [make(j) for j in jobs]
 
 
-def paired(name: str, inp: np.ndarray, target: np.ndarray, group: str = "", source: str = "") -> ImagePair:
-    """A restoration pair; an input smaller by an integer factor is bicubic-upscaled (HDR-SR)."""
+def paired(
+    name: str, inp: np.ndarray, target: np.ndarray, group: str = "", source: str = "", input_space: str = "upscaled"
+) -> ImagePair:
+    """A restoration pair; an input smaller by an integer factor is bicubic-upscaled (HDR-SR), or kept for ``input_space="lr"``."""
+    check_input_space(input_space)
     if inp.dtype != target.dtype:
         inp = _match_depth(inp, target.dtype)
     if inp.shape == target.shape:
@@ -72,7 +92,7 @@ def paired(name: str, inp: np.ndarray, target: np.ndarray, group: str = "", sour
     (h, w), (H, W) = inp.shape[:2], target.shape[:2]
     f = H // h if h else 0
     if f > 1 and H == f * h and W == f * w:
-        return ImagePair(name, imresize(inp, output_shape=(H, W)), target, f, group)
+        return ImagePair(name, inp if input_space == "lr" else imresize(inp, output_shape=(H, W)), target, f, group)
     raise ValueError(f"{source or name}: input is {w}x{h} but target is {W}x{H}; they must match or differ by an integer factor")
 
 

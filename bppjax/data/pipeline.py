@@ -7,18 +7,24 @@ A source block (``config.data.train`` / ``config.data.val``) has a ``source``:
   degraded with the MATLAB bicubic at every ``data.scales`` entry;
 * ``paired``: ``input_dir`` / ``target_dir`` matched by name (restoration tasks);
 * ``tfds``: a TensorFlow Datasets name such as ``div2k/bicubic_x4``.
+
+Images are read and degraded once into memory, unless the training block sets
+``stream=True`` (``folder`` and HR-only ``tfds`` sources): then only their
+sizes are read up front and every patch is decoded and degraded on demand in
+``data.workers`` threads, with the same pixels (``bppjax.data.streaming``).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import ml_collections
 
-from bppjax.data import embedded, folder, paired_folder, tfds_source
-from bppjax.data.pairs import ImagePair, nbytes, paired as make_paired, sr_pairs
+from bppjax.data import embedded, folder, paired_folder, streaming, tfds_source
+from bppjax.data.pairs import ImagePair, check_input_space, nbytes, paired as make_paired, sr_pairs
 from bppjax.data.sampler import PatchSampler
 
 SOURCES = ("embedded", "folder", "paired", "tfds")
@@ -40,6 +46,7 @@ def source_config(**overrides) -> ml_collections.ConfigDict:
             tfds_lr_key="",
             tfds_data_dir="",
             limit=0,
+            stream=False,  # training only: decode and degrade each patch on demand (sets larger than memory)
         )
     )
     cfg.update(overrides)
@@ -71,6 +78,12 @@ def check_source(src: ml_collections.ConfigDict, key: str) -> None:
                 raise FileNotFoundError(f"{key}.{field}: data folder {d} does not exist")
     elif not src.tfds:
         raise ValueError(f"{key}.tfds is empty; give a dataset name such as 'div2k/bicubic_x4'")
+    if src.get("stream", False):
+        if src.source not in ("folder", "tfds"):
+            raise ValueError(f"{key}.stream=True needs source 'folder' or 'tfds' (HR images degraded here); got {src.source!r}")
+        if src.source == "tfds" and src.tfds_lr_key:
+            raise ValueError(f"{key}.stream=True degrades the HR images itself; set {key}.tfds_lr_key='' "
+                             "(streaming reads only the HR feature)")
 
 
 def _paired_group(target_dir: str) -> str:
@@ -79,12 +92,21 @@ def _paired_group(target_dir: str) -> str:
     return f"{p.parent.name}_{p.name}" if p.parent.name else p.name
 
 
-def load_pairs(src: ml_collections.ConfigDict, scales: Sequence[int], key: str, workers: int = 1, max_gb: float = 0.0) -> list[ImagePair]:
-    """Read and degrade the images of one source block."""
+def load_pairs(
+    src: ml_collections.ConfigDict, scales: Sequence[int], key: str, workers: int = 1, max_gb: float = 0.0,
+    input_space: str = "upscaled",
+) -> list[ImagePair]:
+    """Read and degrade the images of one source block.
+
+    ``input_space`` is the model's (``bppjax.models.input_space``): ``"lr"``
+    keeps the LR image as the input instead of its bicubic enlargement.
+    """
     check_source(src, key)
+    check_input_space(input_space)
     if src.source == "paired":
         return [
-            make_paired(n, folder.read_uint(a), folder.read_uint(b), group=_paired_group(src.target_dir), source=str(a))
+            make_paired(n, folder.read_uint(a), folder.read_uint(b), group=_paired_group(src.target_dir), source=str(a),
+                        input_space=input_space)
             for n, a, b in paired_folder.match_pairs(src.input_dir, src.target_dir, tuple(src.strip_suffixes), key)[: src.limit or None]
         ]
     if not scales:
@@ -93,7 +115,7 @@ def load_pairs(src: ml_collections.ConfigDict, scales: Sequence[int], key: str, 
         rows = tfds_source.load_tfds(src.tfds, src.tfds_split, src.tfds_hr_key, src.tfds_lr_key, src.limit, src.tfds_data_dir, key)
         if src.tfds_lr_key:
             group = src.tfds.split("/")[0]
-            return [make_paired(n, lr, hr, group=group, source=f"{src.tfds}:{n}") for n, hr, lr in rows]
+            return [make_paired(n, lr, hr, group=group, source=f"{src.tfds}:{n}", input_space=input_space) for n, hr, lr in rows]
         groups = [(src.tfds.split("/")[0], [(n, hr) for n, hr, _ in rows])]
     elif src.source == "embedded":
         groups = [("embedded", embedded.load_embedded(tuple(src.names)))]
@@ -108,20 +130,46 @@ def load_pairs(src: ml_collections.ConfigDict, scales: Sequence[int], key: str, 
             )
     out: list[ImagePair] = []
     for group, ims in groups:
-        out += sr_pairs(ims, [int(s) for s in scales], group, workers)
+        out += sr_pairs(ims, [int(s) for s in scales], group, workers, input_space)
     return out
 
 
-def build_sampler(data: ml_collections.ConfigDict, seed: int) -> PatchSampler:
-    """Training sampler of ``config.data`` (images read and degraded once, here)."""
-    pairs = load_pairs(data.train, tuple(data.scales), "data.train", int(data.workers), float(data.max_memory_gb))
+def stream_pairs(src: ml_collections.ConfigDict, scales: Sequence[int], key: str, input_space: str = "upscaled"):
+    """(``StreamPair`` s, read function) of a ``folder`` or HR-only ``tfds`` block: sizes only, no pixels held."""
+    check_source(src, key)
+    if not scales:
+        raise ValueError(f"data.scales is empty but {key}.stream=True needs SR scales, e.g. (4,)")
+    scales = [int(s) for s in scales]
+    if src.source == "tfds":
+        source, sizes = tfds_source.open_source(src.tfds, src.tfds_split, src.tfds_hr_key, src.limit, src.tfds_data_dir, key)
+        pairs = streaming.tfds_pairs(sizes, scales, src.tfds.split("/")[0], input_space)
+        return pairs, functools.partial(tfds_source.read_hr, source, src.tfds_hr_key)
+    if src.source != "folder":
+        raise ValueError(f"{key}.stream=True needs source 'folder' or 'tfds'; got {src.source!r}")
+    pairs = []
+    for d in src.dirs:
+        files = folder.list_images(d, f"{key}.dirs")[: src.limit or None]
+        pairs += streaming.folder_pairs([(p.stem, p) for p in files], scales, Path(d).name, input_space)
+    return pairs, folder.read_uint
+
+
+def build_sampler(data: ml_collections.ConfigDict, seed: int, input_space: str = "upscaled") -> PatchSampler:
+    """Training sampler of ``config.data``: images read and degraded once, here, or streamed (``data.train.stream``).
+
+    ``input_space`` is the model's (``bppjax.models.input_space``).
+    """
+    stream = bool(data.train.get("stream", False))
+    if stream:
+        pairs, read = stream_pairs(data.train, tuple(data.scales), "data.train", input_space)
+    else:
+        pairs = load_pairs(data.train, tuple(data.scales), "data.train", int(data.workers), float(data.max_memory_gb), input_space)
     small = [f"{p.name} ({p.shape[1]}x{p.shape[0]})" for p in pairs if min(p.shape) < int(data.patch)]
     if small:
         if len(small) == len(pairs):
             raise ValueError(f"data.patch={data.patch} is larger than every training image, e.g. {small[:3]}")
         warnings.warn(f"data.patch={data.patch}: skipping {len(small)} training image(s) smaller than a patch: {small[:5]}", stacklevel=2)
         pairs = [p for p in pairs if min(p.shape) >= int(data.patch)]
-    return PatchSampler(
+    common = dict(
         pairs=tuple(pairs),
         patch=int(data.patch),
         batch=int(data.batch),
@@ -130,21 +178,27 @@ def build_sampler(data: ml_collections.ConfigDict, seed: int) -> PatchSampler:
         align=bool(data.align_crops),
         min_std=float(data.min_std),
     )
+    if stream:
+        workers = int(data.workers)
+        return streaming.StreamingSampler(**common, read=read, workers=workers, prefetch=2 * workers)
+    return PatchSampler(**common)
 
 
-def build_val(data: ml_collections.ConfigDict) -> list[ImagePair]:
-    """Validation pairs (full images) of ``config.data.val``; [] if ``data.val.source`` is empty."""
+def build_val(data: ml_collections.ConfigDict, input_space: str = "upscaled") -> list[ImagePair]:
+    """Validation pairs (full images, in memory) of ``config.data.val``; [] if ``data.val.source`` is empty."""
     if not data.val.source:
         return []
-    return load_pairs(data.val, tuple(data.scales), "data.val", int(data.workers))
+    return load_pairs(data.val, tuple(data.scales), "data.val", int(data.workers), input_space=input_space)
 
 
-def describe(pairs: Sequence[ImagePair]) -> str:
-    """One line: how many pairs, their sizes and memory."""
+def describe(pairs: Sequence[ImagePair | streaming.StreamPair]) -> str:
+    """One line: how many pairs, their sizes and memory (or that they are streamed)."""
     if not pairs:
         return "no images"
     areas = [p.shape[0] * p.shape[1] for p in pairs]
+    if isinstance(pairs[0], streaming.StreamPair):
+        return f"{len(pairs)} pairs, {min(areas) / 1e6:.2f}-{max(areas) / 1e6:.2f} MPix, streamed (read and degraded per patch)"
     return f"{len(pairs)} pairs, {min(areas) / 1e6:.2f}-{max(areas) / 1e6:.2f} MPix, {nbytes(pairs) / 2**20:.0f} MiB in memory"
 
 
-__all__ = ["SOURCES", "build_sampler", "build_val", "check_source", "describe", "load_pairs", "source_config"]
+__all__ = ["SOURCES", "build_sampler", "build_val", "check_source", "describe", "load_pairs", "source_config", "stream_pairs"]

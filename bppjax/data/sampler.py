@@ -22,6 +22,11 @@ Batch = dict[str, np.ndarray]
 class PatchSampler:
     """Random aligned crops from in-memory pairs.
 
+    An input smaller than its target by a factor r (the LR image of a model
+    that takes it) is cropped at the same place in its own pixels: a P x P
+    target patch at (y, x) pairs with the P/r x P/r input patch at (y/r, x/r),
+    offsets on multiples of r.
+
     Attributes:
       pairs: training pairs (all of one dtype, each at least ``patch`` on both sides).
       patch: square patch side in target pixels.
@@ -52,6 +57,13 @@ class PatchSampler:
             raise ValueError(f"data.patch={self.patch} is larger than image(s) {small}")
         if len({p.target.dtype for p in self.pairs}) > 1:
             raise ValueError("training pairs mix bit depths (uint8 and uint16); convert them to one depth")
+        self._check_ratios()
+
+    def _check_ratios(self) -> None:
+        odd = sorted({self._ratio(p) for p in self.pairs if self.patch % self._ratio(p)})
+        if odd:
+            raise ValueError(f"data.patch={self.patch} must be a multiple of the LR input's factor {odd[0]} (a patch of "
+                             f"P target pixels pairs with P/{odd[0]} input pixels)")
 
     @property
     def peak(self) -> float:
@@ -62,20 +74,31 @@ class PatchSampler:
         """Iterator state before drawing batch ``step`` (saved in checkpoints)."""
         return {"seed": int(self.seed), "step": int(step)}
 
+    def _ratio(self, pair: Any) -> int:
+        """Target size over input size (1 for an upscaled input, the scale for an LR one)."""
+        return pair.target.shape[0] // pair.input.shape[0]
+
+    def _target(self, pair: Any, y: int, x: int) -> np.ndarray:
+        return pair.target[y : y + self.patch, x : x + self.patch]
+
+    def _input(self, pair: Any, y: int, x: int) -> np.ndarray:
+        r = self._ratio(pair)
+        return pair.input[y // r : (y + self.patch) // r, x // r : (x + self.patch) // r]
+
     def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         P, thresh = self.patch, self.min_std * self.peak
         for attempt in range(self.max_tries + 1):
             pair = self.pairs[rng.integers(len(self.pairs))]
-            a = pair.scale if self.align else 1
+            a = pair.scale if self.align else self._ratio(pair)  # an LR input needs offsets on its grid
             H, W = pair.shape
             y = int(rng.integers((H - P) // a + 1)) * a
             x = int(rng.integers((W - P) // a + 1)) * a
-            tgt = pair.target[y : y + P, x : x + P]
+            tgt = self._target(pair, y, x)
             if thresh <= 0 or attempt == self.max_tries or float(tgt.std()) >= thresh:
-                return pair.input[y : y + P, x : x + P], tgt
+                return self._input(pair, y, x), tgt
 
     def batch_at(self, step: int) -> Batch:
-        """Global batch number ``step``: ``{"input", "target"}``, each (batch, patch, patch, 3)."""
+        """Global batch number ``step``: ``{"input", "target"}``, (batch, patch, patch, 3) (the input patch/r for an LR input)."""
         rng = np.random.default_rng([int(self.seed), int(step)])
         xs, ys = [], []
         for _ in range(self.batch):

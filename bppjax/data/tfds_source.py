@@ -1,8 +1,10 @@
 """TensorFlow Datasets as a source (e.g. ``div2k/bicubic_x4``); needs ``pip install 'bppjax[tfds]'``.
 
-Images are read once into memory as uint8 arrays. Datasets with an LR key
-(DIV2K's ``lr``) give LR/HR pairs, the LR bicubic-upscaled to the HR size
-here; HR-only datasets are degraded like a folder of HR images.
+``load_tfds`` reads the images once into memory as uint8 arrays. Datasets
+with an LR key (DIV2K's ``lr``) give LR/HR pairs, the LR bicubic-upscaled to
+the HR size here; HR-only datasets are degraded like a folder of HR images.
+``open_source`` opens the random-access ``tfds.data_source`` instead, for the
+streaming sampler, and keeps only the HR sizes.
 """
 
 from __future__ import annotations
@@ -53,6 +55,40 @@ def load_tfds(
     if not out:
         raise RuntimeError(f"{key}.tfds: {name!r} split {split!r} is empty")
     return out
+
+
+def open_source(
+    name: str, split: str, hr_key: str = "hr", limit: int = 0, data_dir: str = "", key: str = "data"
+) -> tuple[Any, list[tuple[str, int, tuple[int, int]]]]:
+    """The random-access data source of ``name``/``split`` and (name, index, HR (H, W)) of its first ``limit`` examples.
+
+    Sizes are found by decoding each example once (nothing is kept). Needs the
+    dataset in ArrayRecord format (``tfds.data_source``'s requirement).
+    """
+    tfds = _import_tfds()
+    try:
+        source = tfds.data_source(name, split=split, data_dir=data_dir or None)
+    except Exception as e:  # noqa: BLE001 - as in load_tfds
+        raise RuntimeError(
+            f"{key}.tfds: could not open {name!r} split {split!r} for random access ({type(e).__name__}: {e}). "
+            f"Streaming needs the dataset prepared in ArrayRecord format (tfds build {name} --file_format=array_record) "
+            f"in {key}.tfds_data_dir, or set {key}.stream=False."
+        ) from e
+    n = len(source) if limit <= 0 else min(limit, len(source))
+    if n == 0:
+        raise RuntimeError(f"{key}.tfds: {name!r} split {split!r} is empty")
+    sizes = []
+    for i in range(n):
+        ex = source[i]
+        if hr_key not in ex:
+            raise KeyError(f"{key}.tfds_hr_key={hr_key!r} is not a feature of {name}; features: {sorted(ex)}")
+        sizes.append((f"{name}:{i:05d}", i, tuple(np.shape(ex[hr_key])[:2])))
+    return source, sizes
+
+
+def read_hr(source: Any, hr_key: str, index: int) -> np.ndarray:
+    """HR image (H, W, 3) uint8 of example ``index`` of an ``open_source`` source."""
+    return _rgb(source[int(index)][hr_key])
 
 
 def _rgb(x: np.ndarray) -> np.ndarray:
