@@ -60,6 +60,10 @@ class PatchSampler:
         self._check_ratios()
 
     def _check_ratios(self) -> None:
+        ratios = sorted({self._ratio(p) for p in self.pairs})
+        if len(ratios) > 1:
+            raise ValueError(f"an LR input of several scales makes patches of several sizes ({self.patch} / {ratios}), which "
+                             "cannot share a batch; train a model that takes the LR image on one scale (data.scales)")
         odd = sorted({self._ratio(p) for p in self.pairs if self.patch % self._ratio(p)})
         if odd:
             raise ValueError(f"data.patch={self.patch} must be a multiple of the LR input's factor {odd[0]} (a patch of "
