@@ -27,6 +27,8 @@ def usage() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; called without ``argv`` (the ``bppjax`` script), it ends the process as the command's own entry point does."""
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -35,7 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    return int(importlib.import_module(COMMANDS[name][0]).main(rest) or 0)
+    module = importlib.import_module(COMMANDS[name][0])
+    code = int(module.main(rest) or 0)
+    if entry and hasattr(module, "end_process"):
+        module.end_process(code)
+    return code
 
 
 if __name__ == "__main__":

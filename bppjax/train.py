@@ -9,25 +9,30 @@ Examples::
         --config.data.train.dirs="('/data/DIV2K_train_HR',)" --config.optim.lr=2e-4
 
 Re-running the same command resumes from the workdir's latest checkpoint; with
-only ``--workdir`` it resumes with the workdir's own ``config.json``. All the
-logic lives in ``bppjax.training.train_and_evaluate``; see docs/TRAINING.md.
+only ``--workdir`` it resumes with the workdir's own ``config.json``. SIGTERM or
+Ctrl-C saves the step in flight and exits with 128 + the signal number; a second
+run on a workdir in use exits with status 1. All the logic lives in
+``bppjax.training.train_and_evaluate``; see docs/TRAINING.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import ml_collections
 
-from bppjax.cli import command, usage_error
+from bppjax.cli import EXIT_FAILED, command, usage_error
 from bppjax.workdir import CONFIG_FILE, load_config
 from bppjax.overrides import apply_overrides, split_overrides
 from bppjax.training.config import with_defaults
 from bppjax.training import CheckpointWriteError, ConfigError, NonFiniteLossError, default_config, load_config_file, train_and_evaluate
+from bppjax.training.lock import WorkdirBusyError
+from bppjax.training.signals import TrainingInterrupted, signal_name
 
 DEFAULT_WORKDIR = Path("runs/default")
 
@@ -71,16 +76,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except (NonFiniteLossError, CheckpointWriteError) as e:
+    except (NonFiniteLossError, CheckpointWriteError, WorkdirBusyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as e:
+        print(f"stopped by {signal_name(e.signum)}: step {e.step} is saved in {e.workdir}; resume with: "
+              f"python -m bppjax.train {shlex.join(argv)}", file=sys.stderr)
+        return e.exit_status
     return 0
 
 
-if __name__ == "__main__":
-    code = main()
-    if code == 1:  # the run stopped (e.g. a full disk): skip exit handlers that would retry the failed writes
+def end_process(code: int) -> NoReturn:
+    """How ``python -m bppjax.train`` and ``bppjax train`` end the process with ``main``'s exit status.
+
+    A run stopped by a failed write (status 1) skips the exit handlers: TensorBoard's and Orbax's
+    would retry the writes that failed (a full disk) and print each failure again, at length.
+    """
+    if code == EXIT_FAILED:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    end_process(main())

@@ -1,4 +1,8 @@
-"""The training-curve figure written at the end of a run (loss and validation PSNR vs step)."""
+"""The training-curve figure written at the end of a run (loss and validation PSNR vs step).
+
+It is drawn on its own ``matplotlib.figure.Figure`` (Agg canvas), never through
+pyplot, so a notebook's plotting backend and figures stay as they were.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,10 @@ def plot_curve(records: Sequence[dict[str, Any]], path: str | Path, title: str =
     val = [r for r in records if r.get("kind") == "val" and r.get("psnr") is not None]
     if not train and not val:
         return None
-    import matplotlib  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415 - matplotlib loads only when a curve is drawn
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    a, b = fig.subplots(1, 2)
     if train:
         a.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
         a.set_yscale("log")
@@ -36,5 +38,4 @@ def plot_curve(records: Sequence[dict[str, Any]], path: str | Path, title: str =
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -6,6 +6,10 @@ then loop: draw batch k = f(seed, k), one jitted ``train_step``, and at the
 configured cadence log, validate and checkpoint. A restarted command resumes
 from the latest checkpoint with the same parameters, optimizer moments, RNG
 and data position, so it continues exactly as the uninterrupted run would.
+
+The run holds its workdir's lock (``training.lock``) from before it writes
+anything until it returns, and SIGTERM / SIGINT during the loop save the step
+in flight and raise ``TrainingInterrupted`` (``training.signals``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from bppjax import workdir as ckpt
@@ -36,6 +41,9 @@ from bppjax.models.presets import build_model
 from bppjax.training import parallel
 from bppjax.training.config import ConfigError, validate_config
 from bppjax.training.curve import CURVE_FILE, plot_curve
+from bppjax.training.data_identity import data_identity, identity_changes
+from bppjax.training.lock import WorkdirBusyError, workdir_lock
+from bppjax.training.signals import StopSignals, TrainingInterrupted
 from bppjax.training.state import TrainState, create_train_state, make_optimizer
 from bppjax.training.step import train_step
 from bppjax.training.validation import Validator
@@ -56,14 +64,19 @@ def _complete_steps(workdir: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
 
 
+def _reason(error: BaseException) -> str:
+    """An OS error as ``<file>: <what>``; anything else as its text (or its type, when it has none)."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error).strip() or type(error).__name__
+
+
 def _write_failed(workdir: Path, step: int, error: BaseException, what: str = "") -> CheckpointWriteError:
     """The one message of a run stopped by a failed write: what failed, at which step, and the last good checkpoint."""
-    from bppjax.cli import describe  # noqa: PLC0415
-
     good = [s for s in _complete_steps(workdir) if s != step or what]
     last = f"step {good[-1]} in {workdir / ckpt.CHECKPOINT_DIR}" if good else "none (no checkpoint was written)"
     return CheckpointWriteError(
-        f"could not {what or f'save the checkpoint of step {step}'}: {describe(error)}. Training stopped; the last "
+        f"could not {what or f'save the checkpoint of step {step}'}: {_reason(error)}. Training stopped; the last "
         f"complete checkpoint is {last}. Fix the cause (e.g. free disk space) and run the same command again to resume."
     )
 
@@ -133,6 +146,19 @@ def _drop_closed_loop_callbacks(hook: Any, unraisable: Any) -> None:
     hook(unraisable)
 
 
+def _close(manager: ocp.CheckpointManager, writer: MetricWriter, failed: bool) -> None:
+    """Wait for the last save and close the run's files; after a failed write, close without reporting it again."""
+    if not failed:
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+        return
+    with contextlib.suppress(Exception):  # the failure was reported once already
+        manager.close()
+    with contextlib.suppress(Exception):
+        writer.close()
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What a finished run returns (the workdir holds the rest)."""
@@ -178,7 +204,11 @@ def _abstract(tree: Any) -> Any:
 
 
 def _restore(manager: ocp.CheckpointManager, step: int, state: TrainState, sampler: PatchSampler) -> tuple[TrainState, str]:
-    """The state saved at ``step``; a params-only checkpoint (``save_model``) warm-starts from step 0."""
+    """The state saved at ``step``; a params-only checkpoint (``save_model``) warm-starts from step 0.
+
+    A checkpoint of a run on other data (images, their sizes, scales, patch or batch) is refused with a
+    ``ConfigError`` naming what changed: its continuation would not be the run it claims to continue.
+    """
     has_state = (Path(manager.directory) / str(step) / "state").is_dir()
     items: dict[str, Any] = {"params": ocp.args.StandardRestore(_abstract(state.params)), "meta": ocp.args.JsonRestore()}
     if has_state:
@@ -192,6 +222,13 @@ def _restore(manager: ocp.CheckpointManager, step: int, state: TrainState, sampl
     if not has_state:
         return state.replace(params=out["params"]), f"initialised parameters from params-only checkpoint {step}"
     validate_state(meta.get("data", {}), sampler)
+    changes = identity_changes(meta.get("data", {}).get("identity", {}), data_identity(sampler))
+    if changes:
+        workdir = Path(manager.directory).parent
+        raise ConfigError(
+            f"cannot resume {workdir}: its checkpoint {step} was trained on other data ({'; '.join(changes)}); "
+            f"restore those settings, or train in a new workdir starting from its weights (--checkpoint {workdir})"
+        )
     s = out["state"]
     return state.replace(step=s["step"], params=out["params"], opt_state=s["opt_state"], rng=s["rng"]), f"resumed from step {step}"
 
@@ -231,7 +268,11 @@ def train_and_evaluate(
     already holds checkpoints resumes from them instead.
 
     Raises:
-      ConfigError: a config problem, found before anything is compiled.
+      ConfigError: a config problem, found before anything is compiled; or a resume on other
+        data than the checkpoint's (the message names what changed).
+      WorkdirBusyError: another training run holds ``workdir`` (nothing was written).
+      TrainingInterrupted: SIGTERM or SIGINT stopped the run; the step in flight was saved
+        and the same call resumes from it.
       NonFiniteLossError: the loss, parameters or optimizer state became NaN/Inf
         (checked at every log step and before every save; such a state is never saved).
       CheckpointWriteError: a checkpoint could not be written (the earlier ones are intact;
@@ -241,16 +282,44 @@ def train_and_evaluate(
     workdir = Path(workdir)
     parallel.maybe_initialize_distributed(bool(config.train.distributed), config.train)
     validate_config(config, jax.device_count(), jax.process_count())
+    with contextlib.ExitStack() as scope:
+        # One process locks the workdir; a single-process run on an existing workdir does so before
+        # reading the data, so a second run is refused at once.
+        locked = jax.process_count() == 1 and workdir.is_dir() and _lock(scope, workdir)
+        try:  # data errors are config errors: reported before any compilation
+            sampler = build_sampler(config.data, int(config.train.seed))
+            val_pairs = build_val(config.data)
+        except (ValueError, FileNotFoundError, MemoryError, ImportError, RuntimeError) as e:
+            raise ConfigError(str(e)) from e
+        _say(f"data: train {describe(sampler.pairs)}; val {describe(val_pairs)}")
+        workdir.mkdir(parents=True, exist_ok=True)
+        if not locked:
+            _lock(scope, workdir)
+        return _train(config, workdir, sampler, val_pairs, init_from, t0)
+
+
+def _lock(scope: contextlib.ExitStack, workdir: Path) -> bool:
+    """Process 0 takes the workdir lock for the scope; every process raises if it could not."""
+    busy: WorkdirBusyError | None = None
+    if jax.process_index() == 0:
+        try:
+            scope.enter_context(workdir_lock(workdir))
+        except WorkdirBusyError as e:
+            busy = e
+    if jax.process_count() > 1:
+        if int(multihost_utils.broadcast_one_to_all(np.int32(busy is not None))):
+            raise busy or WorkdirBusyError(f"workdir {workdir} is in use by another training run (process 0 could not lock it)")
+    elif busy is not None:
+        raise busy
+    return True
+
+
+def _train(
+    config: ml_collections.ConfigDict, workdir: Path, sampler: PatchSampler, val_pairs: list, init_from: str | Path | None,
+    t0: float,
+) -> TrainResult:
+    """The run once the data is read and the workdir is held: restore or initialise, then the loop."""
     tc, main_host = config.train, jax.process_index() == 0
-
-    try:  # data errors are config errors: reported before any compilation
-        sampler = build_sampler(config.data, int(tc.seed))
-        val_pairs = build_val(config.data)
-    except (ValueError, FileNotFoundError, MemoryError, ImportError, RuntimeError) as e:
-        raise ConfigError(str(e)) from e
-    _say(f"data: train {describe(sampler.pairs)}; val {describe(val_pairs)}")
-
-    workdir.mkdir(parents=True, exist_ok=True)
     model = build_model(config.model)
     steps = int(tc.steps)
     tx, schedule = make_optimizer(config.optim, steps)
@@ -286,69 +355,69 @@ def train_and_evaluate(
     _say(f"model: {config.model.arch}/{config.model.kind}, {n_params:,} parameters; {jax.device_count()} device(s) "
          f"({jax.devices()[0].platform}); steps {start} -> {steps}; workdir {workdir}")
 
+    identity = data_identity(sampler)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     val: dict[str, float] = {}
+    stopped: int | None = None
     bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True, disable=not (tc.progress and main_host))
     t_log, n_log = time.time(), 0
     saver = _Saver(manager, workdir)
-    quiet = contextlib.ExitStack()
-    quiet.enter_context(_quiet_checkpoint_errors())
-    try:
-        for step in range(start, steps):
-            local = local_slice(sampler.batch_at(step), jax.process_index(), jax.process_count())
-            state, metrics = step_fn(state, parallel.to_global(local, bsh))
-            done = step + 1
-            pending.append((done, metrics))
-            if len(pending) > 1:  # at most two steps in flight: an honest progress bar, still overlapped
-                pending[-2][1]["loss"].block_until_ready()
-            bar.update(1)
-            n_log += 1
-            is_last = done == steps
-            do_val = bool(val_pairs) and (is_last or (tc.val_every and done % tc.val_every == 0))
-            do_ckpt = is_last or done % tc.ckpt_every == 0
-            if not (do_val or do_ckpt or done % tc.log_every == 0):
-                continue
-            rows = _flush(pending)
-            now = time.time()
-            last = rows[-1][1]
-            rec = {**last, "loss": float(np.mean([m["loss"] for _, m in rows])), "steps_per_sec": n_log / max(now - t_log, 1e-9)}
-            writer.write(done, "train", rec)
-            bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{last['lr']:.2e}", refresh=False)
-            t_log, n_log = now, 0
-            meta: dict[str, Any] = {"step": done, "data": sampler.state(done)}
-            if do_val:
-                val = validator(state.params)
-                writer.write(done, "val", val)
-                meta[ckpt.BEST_METRIC] = val["psnr"]
-                _say(f"step {done}: val PSNR {val['psnr']:.3f} dB (input {val['input_psnr']:.3f}, "
-                     f"gain {val['psnr_gain']:+.3f}), SSIM {val['ssim']:.4f} (input {val['input_ssim']:.4f})")
-                t_log = time.time()
-            if do_ckpt:
-                saver.save(done, state, meta)
-        saver.finish()
-    except OSError as e:  # the metrics or TensorBoard files (checkpoint writes raise CheckpointWriteError)
-        bar.close()
-        saver.failed = True
-        raise _write_failed(workdir, int(jax.device_get(state.step)), e, what=f"write the training logs in {workdir}") from None
-    except NonFiniteLossError as e:
-        bar.close()
-        with contextlib.suppress(Exception):
+    with _quiet_checkpoint_errors(), StopSignals() as signals:
+        try:
+            for step in range(start, steps):
+                local = local_slice(sampler.batch_at(step), jax.process_index(), jax.process_count())
+                state, metrics = step_fn(state, parallel.to_global(local, bsh))
+                done = step + 1
+                pending.append((done, metrics))
+                if len(pending) > 1:  # at most two steps in flight: an honest progress bar, still overlapped
+                    pending[-2][1]["loss"].block_until_ready()
+                bar.update(1)
+                n_log += 1
+                stopped = signals.requested()
+                is_last = done == steps
+                do_val = stopped is None and bool(val_pairs) and (is_last or (tc.val_every and done % tc.val_every == 0))
+                do_ckpt = is_last or done % tc.ckpt_every == 0 or stopped is not None
+                do_log = is_last or done % tc.log_every == 0 or do_val or done % tc.ckpt_every == 0
+                if not (do_log or do_ckpt):
+                    continue
+                rows = _flush(pending)
+                meta: dict[str, Any] = {"step": done, "data": {**sampler.state(done), "identity": identity}}
+                if do_log:
+                    now = time.time()
+                    last = rows[-1][1]
+                    rec = {**last, "loss": float(np.mean([m["loss"] for _, m in rows])), "steps_per_sec": n_log / max(now - t_log, 1e-9)}
+                    writer.write(done, "train", rec)
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{last['lr']:.2e}", refresh=False)
+                    t_log, n_log = now, 0
+                if do_val:
+                    val = validator(state.params)
+                    writer.write(done, "val", val)
+                    meta[ckpt.BEST_METRIC] = val["psnr"]
+                    _say(f"step {done}: val PSNR {val['psnr']:.3f} dB (input {val['input_psnr']:.3f}, "
+                         f"gain {val['psnr_gain']:+.3f}), SSIM {val['ssim']:.4f} (input {val['input_ssim']:.4f})")
+                    t_log = time.time()
+                if do_ckpt:
+                    saver.save(done, state, meta)
+                if stopped is not None:
+                    break
             saver.finish()
-        good = _complete_steps(workdir)
-        raise NonFiniteLossError(
-            f"{e}; training stopped. The last good checkpoint is "
-            + (f"step {good[-1]} in {workdir / ckpt.CHECKPOINT_DIR}" if good else "none (no checkpoint was written)")
-            + ". Lower optim.lr or set optim.clip_norm."
-        ) from None
-    finally:
-        bar.close()
-        if not saver.failed:
-            manager.wait_until_finished()
-            manager.close()
-            writer.close()
-            quiet.close()
-        # After a failed write the manager and writers are left open (their threads would report the
-        # same failure again, at length, while closing) and their loggers stay quiet.
+        except OSError as e:  # the metrics or TensorBoard files (checkpoint writes raise CheckpointWriteError)
+            saver.failed = True
+            raise _write_failed(workdir, int(jax.device_get(state.step)), e, what=f"write the training logs in {workdir}") from None
+        except NonFiniteLossError as e:
+            with contextlib.suppress(Exception):
+                saver.finish()
+            good = _complete_steps(workdir)
+            raise NonFiniteLossError(
+                f"{e}; training stopped. The last good checkpoint is "
+                + (f"step {good[-1]} in {workdir / ckpt.CHECKPOINT_DIR}" if good else "none (no checkpoint was written)")
+                + ". Lower optim.lr or set optim.clip_norm."
+            ) from None
+        finally:
+            bar.close()
+            _close(manager, writer, failed=saver.failed)
+    if stopped is not None:
+        raise TrainingInterrupted(stopped, int(jax.device_get(state.step)), workdir)
     seconds = time.time() - t0
     if main_host and tc.curve:
         plot_curve(read_records(workdir / METRICS_FILE), workdir / CURVE_FILE, title=str(workdir))
