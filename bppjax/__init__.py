@@ -47,7 +47,7 @@ _LAZY = {
     "read_image": "bppjax.image.io", "read_photo": "bppjax.image.io", "write_image": "bppjax.image.io",
     "imresize": "bppjax.image.resize", "sr_input": "bppjax.image.degrade",
     "psnr": "bppjax.metrics", "ssim": "bppjax.metrics",
-    "enhance_image": ("bppjax.inference", "enhance"), "enhance_files": "bppjax.inference", "tiled_inference": "bppjax.tiling",
+    "enhance_image": ("bppjax.inference", "enhance"), "enhance_files": "bppjax.files", "tiled_inference": "bppjax.tiling",
     "evaluate_method": ("bppjax.evaluation", "evaluate"), "self_ensemble": "bppjax.evaluation",
     "summarize": "bppjax.models.summary", "count_params": "bppjax.models.summary",
     "update_norms": "bppjax.analysis.update_norms", "mean_update_norms": "bppjax.analysis.update_norms",

@@ -10,20 +10,27 @@ Inputs are files or folders (their image files, not recursive). SR models
 enlarge with MATLAB bicubic by ``--scale`` (default: the training scale; any
 factor) and restore by overlapping tiles, so memory is bounded on any size.
 Outputs keep the input's name, format and bit depth; failed inputs are listed
-(exit status 1). The library is ``bppjax.inference`` (``prepare_files``,
-``enhance_files``, ``enhance`` for arrays); the guide is docs/ENHANCE.md.
+(exit status 1). The library is ``bppjax.files`` (``prepare_files``,
+``enhance_files``) over ``bppjax.inference`` (``enhance`` for arrays); the
+guide is docs/ENHANCE.md. The command keeps JAX's compiled programs in a
+persistent cache (``compilation_cache_dir``), so a second run of the same
+model and tiling compiles nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
+import jax
+
 from bppjax import tiling
-from bppjax.cli import EXIT_FAILED, EXIT_OK, command, usage_error
-from bppjax.inference import Outcome, check_options, collect_inputs, default_memory_budget_gb, prepare_files, summary
+from bppjax.cli import EXIT_FAILED, EXIT_OK, command, debug_enabled, describe, usage_error
+from bppjax.files import Outcome, check_options, collect_inputs, prepare_files, summary
+from bppjax.inference import default_memory_budget_gb
 from bppjax.overrides import split_overrides
 
 
@@ -39,7 +46,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                    "name (default: the shipped bpp-sr-x<scale> model, bpp-sr-multi for other factors; see python -m bppjax.zoo)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     p.add_argument("--scale", type=float, help="SR factor, fractional allowed (default: the training scale; 1: no resize)")
-    p.add_argument("--mode", choices=tiling.MODES, default="auto", help="tiling: auto (default), paper (training-size tiles, stride 16), whole")
+    p.add_argument("--mode", choices=tiling.MODES, default=tiling.ENHANCE_MODE,
+                   help=f"tiling: {tiling.ENHANCE_MODE} (default), auto (the evaluation protocol), paper (training-size tiles, "
+                   "stride 16), whole")
     p.add_argument("--tile", type=int, help="tile side in px (a multiple of the model's size multiple)")
     p.add_argument("--stride", type=int, help="px between tile origins")
     p.add_argument("--margin", type=int, help="px dropped at tile edges inside the image")
@@ -55,6 +64,20 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                    f"(default: half of this machine's, {default_memory_budget_gb():.1f}; 0: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(rest), overrides
+
+
+def compilation_cache_dir() -> Path:
+    """Where the command keeps compiled programs: ``$BPPJAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/bppjax/jax``
+    (``~/.cache/bppjax/jax``)."""
+    if os.environ.get("BPPJAX_CACHE_DIR"):
+        return Path(os.environ["BPPJAX_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bppjax" / "jax"
+
+
+def enable_compilation_cache() -> None:
+    """JAX's persistent compilation cache in ``compilation_cache_dir()``, unless the process set one already."""
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(compilation_cache_dir()))
 
 
 @command
@@ -75,7 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         return usage_error(e)
     print(run.describe(), file=sys.stderr)
-    outcomes = [Outcome(p, p, error=msg) for p, msg in problems] + run.run(args.bit_depth, args.quality, not args.quiet)
+    enable_compilation_cache()
+    outcomes = [Outcome(p, p, error=msg) for p, msg in problems] + run.run(
+        args.bit_depth, args.quality, not args.quiet, reraise=debug_enabled(), describe_error=describe)
     print(summary(outcomes))
     return EXIT_FAILED if any(o.error is not None for o in outcomes) else EXIT_OK
 

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bppjax.models import output_scale
 from bppjax.models.padding import pad_image_to_multiple
 
 PyTree = Any
@@ -52,7 +53,13 @@ AUTO_OVERLAP = 0.25
 PATCH_OVERLAP = 0.5
 #: Pixels per batch of tiles when ``batch`` is not given (bounds activation memory).
 BATCH_PIXELS = 1 << 18
-MODES = ("auto", "paper", "whole")
+#: Tile side of ``mode="fast"`` for models with IN, in training patches (measured in docs/ENHANCE.md).
+FAST_TILE_PATCHES = 1.0
+#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile.
+FAST_OVERLAP = 1 / 6
+MODES = ("auto", "fast", "paper", "whole")
+#: The mode of ``bppjax.inference.enhance`` and ``python -m bppjax.enhance``.
+ENHANCE_MODE = "fast"
 
 
 # --------------------------------------------------------------------------- receptive field
@@ -125,12 +132,17 @@ class TileSpec:
       stride: distance between tile origins (px).
       margin: px dropped at tile edges that lie inside the image.
       batch: tiles per call of the network (None: ``BATCH_PIXELS`` worth).
+      fixed_shape: every call of the network gets the same (batch, tile, tile, C)
+        array, whatever the image size: an image smaller than the tile is
+        reflect-padded up to it and the batch is not shrunk for images with
+        fewer tiles, so a folder of images of any sizes compiles once.
     """
 
     tile: int | None
     stride: int = 0
     margin: int = 0
     batch: int | None = None
+    fixed_shape: bool = False
 
 
 def axis_starts(length: int, tile: int, stride: int) -> np.ndarray:
@@ -178,6 +190,13 @@ class TilePlan:
     def windows(self, axis: int) -> list[tuple[int, int, np.ndarray]]:
         starts, tile, length = (self.ys, self.tile_h, self.height) if axis == 0 else (self.xs, self.tile_w, self.width)
         return [axis_window(int(s), tile, length, self.margin) for s in starts]
+
+    def scaled(self, scale: int) -> "TilePlan":
+        """The same grid in the output of a network that enlarges ``scale`` times (every length multiplied)."""
+        if scale == 1:
+            return self
+        return TilePlan(self.height * scale, self.width * scale, self.tile_h * scale, self.tile_w * scale,
+                        self.ys * scale, self.xs * scale, self.margin * scale)
 
     def weight_sum(self, axis: int) -> np.ndarray:
         """Sum of the windows along one axis; the 2-D weight sum is the outer product."""
@@ -254,6 +273,11 @@ def resolve_spec(
         ``bpp-sr-x2`` on Set5 x2: 36.92 dB, against 36.61 on whole images and
         36.93 in ``paper`` mode at 7x the time), or ``AUTO_TILE`` px tiles
         overlapping by ``AUTO_OVERLAP`` when the patch is not known.
+      fast: the default of ``enhance``. With IN, tiles of ``FAST_TILE_PATCHES``
+        training patches overlapping by ``FAST_OVERLAP`` of their side, in one
+        fixed shape (``TileSpec.fixed_shape``: one compilation for images of any
+        size); fewer network pixels per output pixel than ``auto`` (figures in
+        docs/ENHANCE.md). Without IN, the same as ``auto`` (exact).
       paper: training-size tiles (``patch``, default 96), stride 16, no margin.
       whole: one pass over the whole image (unbounded memory).
 
@@ -266,8 +290,12 @@ def resolve_spec(
     min_size = int(getattr(model, "min_size", 1))
     if mode == "whole" and tile is None:
         return TileSpec(None, batch=1)
+    fixed = False
     if mode == "paper":
         t, s, mg = int(patch or DEFAULT_PATCH), PAPER_STRIDE, 0
+    elif mode == "fast" and has_instance_norm(model):
+        t = _round_up(FAST_TILE_PATCHES * int(patch or DEFAULT_PATCH), m) if tile is None else int(tile)
+        s, mg, fixed = _round_down(t * (1 - FAST_OVERLAP), m), 0, True
     elif has_instance_norm(model) or not _has_margin(model):  # blend overlaps; not exact
         t = (_round_up(int(patch), m) if patch else AUTO_TILE) if tile is None else int(tile)
         s, mg = _round_down(t * (1 - (PATCH_OVERLAP if patch and tile is None else AUTO_OVERLAP)), m), 0
@@ -281,7 +309,7 @@ def resolve_spec(
     mg = mg if margin is None else int(margin)
     if t < min_size or t % m:
         raise ValueError(f"tile={t} is too small or misaligned for this model: it needs a multiple of {m}, at least {_round_up(min_size, m)}")
-    return TileSpec(t, s, mg, batch)
+    return TileSpec(t, s, mg, batch, fixed_shape=fixed)
 
 
 # --------------------------------------------------------------------------- running
@@ -308,44 +336,57 @@ def tiled_apply(
     *,
     multiple: int = 1,
     progress: Any = None,
+    scale: int = 1,
 ) -> np.ndarray:
     """Run ``apply_fn`` over overlapping tiles of one HWC float image and blend the results.
 
     Args:
-      apply_fn: maps a float32 batch (B, h, w, C) to a same-shaped batch
+      apply_fn: maps a float32 batch (B, h, w, C) to a batch (B, scale*h, scale*w, C)
         (e.g. ``make_apply_fn(model, params)``).
       image: (H, W, C) float array.
-      spec: tile, stride, margin and batch (see ``resolve_spec``).
+      spec: tile, stride, margin and batch, in input pixels (see ``resolve_spec``).
       multiple: the model's size multiple; tiles start at multiples of it.
       progress: a tqdm-like object with ``update(n)`` (and ``total``), or None.
+      scale: how many times larger than its input ``apply_fn``'s output is (an
+        integer: 1 for networks that take the upscaled image, the SR factor for
+        networks that take the low-resolution one). The grid is laid in input
+        pixels; each tile's output, its window and its margin are ``scale`` times larger.
 
     Returns:
-      (H, W, C) float32 blended output.
+      (scale*H, scale*W, C) float32 blended output.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3:
         raise ValueError(f"tiled_apply expects one (H, W, C) image; got shape {image.shape}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale={scale} must be a positive integer (the network's output/input size ratio)")
+    scale = int(scale)
     h, w, c = image.shape
     padded = pad_image_to_multiple(image, multiple)
+    if spec.fixed_shape and spec.tile is not None:
+        padded = _pad_to_at_least(padded, int(spec.tile))
     plan = plan_tiles(padded.shape[0], padded.shape[1], spec, multiple)
-    batch = spec.batch or max(1, BATCH_PIXELS // (plan.tile_h * plan.tile_w))
-    batch = min(batch, plan.count)
+    out_plan = plan.scaled(scale)
+    batch = batch_size(spec, plan.tile_h, plan.tile_w)
+    batch = batch if spec.fixed_shape else min(batch, plan.count)
     if progress is not None and hasattr(progress, "reset"):
         progress.reset(total=plan.count)
 
-    out = np.zeros((plan.height, plan.width, c), np.float32)
-    wy, wx = plan.windows(0), plan.windows(1)
+    out = np.zeros((out_plan.height, out_plan.width, c), np.float32)
+    wy, wx = out_plan.windows(0), out_plan.windows(1)
     row_of = {int(s): i for i, s in enumerate(plan.ys)}
     col_of = {int(s): i for i, s in enumerate(plan.xs)}
+    th, tw = out_plan.tile_h, out_plan.tile_w
 
     def accumulate(positions: list[tuple[int, int]], result: Any) -> None:
         pred = np.asarray(result)
-        if pred.shape[1:] != (plan.tile_h, plan.tile_w, c):
-            raise ValueError(f"apply_fn returned tiles of shape {pred.shape[1:]}, expected {(plan.tile_h, plan.tile_w, c)}")
+        if pred.shape[1:] != (th, tw, c):
+            raise ValueError(f"apply_fn returned tiles of shape {pred.shape[1:]}, expected {(th, tw, c)}")
         for k, (y, x) in enumerate(positions):
             ylo, yhi, wyk = wy[row_of[y]]
             xlo, xhi, wxk = wx[col_of[x]]
-            out[y + ylo : y + yhi, x + xlo : x + xhi] += pred[k, ylo:yhi, xlo:xhi] * wyk[:, None, None] * wxk[None, :, None]
+            oy, ox = y * scale, x * scale
+            out[oy + ylo : oy + yhi, ox + xlo : ox + xhi] += pred[k, ylo:yhi, xlo:xhi] * wyk[:, None, None] * wxk[None, :, None]
         if progress is not None:
             progress.update(len(positions))
 
@@ -361,9 +402,36 @@ def tiled_apply(
     if pending is not None:
         accumulate(*pending)
 
-    out /= plan.weight_sum(0)[:, None, None]
-    out /= plan.weight_sum(1)[None, :, None]
-    return out[:h, :w] if out.shape[:2] != (h, w) else out
+    out /= out_plan.weight_sum(0)[:, None, None]
+    out /= out_plan.weight_sum(1)[None, :, None]
+    oh, ow = h * scale, w * scale
+    return out[:oh, :ow] if out.shape[:2] != (oh, ow) else out
+
+
+def batch_size(spec: TileSpec, tile_h: int, tile_w: int) -> int:
+    """Tiles per network call: ``spec.batch``, else ``BATCH_PIXELS`` worth of tiles of this shape."""
+    return int(spec.batch or max(1, BATCH_PIXELS // (tile_h * tile_w)))
+
+
+def compile_tiles(model: nn.Module, params: PyTree, spec: TileSpec, channels: int = 3) -> bool:
+    """Compiles the network for the one batch shape of a fixed-shape spec (running it once on zeros).
+
+    Returns False, compiling nothing, for a spec without one fixed shape.
+    Used to compile on one thread while another reads the first image.
+    """
+    if not spec.fixed_shape or spec.tile is None:
+        return False
+    t = int(spec.tile)
+    jax.block_until_ready(make_apply_fn(model, params)(np.zeros((batch_size(spec, t, t), t, t, channels), np.float32)))
+    return True
+
+
+def _pad_to_at_least(image: np.ndarray, side: int) -> np.ndarray:
+    """Reflect-pad (H, W, C) at the bottom and right up to ``side`` px where it is smaller."""
+    ph, pw = max(0, side - image.shape[0]), max(0, side - image.shape[1])
+    if not (ph or pw):
+        return image
+    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge")
 
 
 def _batches(items: Iterator[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
@@ -390,18 +458,26 @@ def tiled_inference(
     patch: int | None = None,
     progress: Any = None,
 ) -> np.ndarray:
-    """Enhance one (H, W, 3) float image with ``model`` by tiles (see ``resolve_spec`` for the modes)."""
+    """Enhance one (H, W, 3) float image with ``model`` by tiles (see ``resolve_spec`` for the modes).
+
+    For a model that takes the low-resolution image (``bppjax.models.input_space``)
+    the tiles are laid in its pixels and the output is ``model.scale`` times larger.
+    """
     spec = resolve_spec(model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=patch)
-    return tiled_apply(make_apply_fn(model, params), image, spec, multiple=int(getattr(model, "multiple", 1)), progress=progress)
+    return tiled_apply(make_apply_fn(model, params), image, spec, multiple=int(getattr(model, "multiple", 1)), progress=progress,
+                       scale=output_scale(model))
 
 
 def tile_count(height: int, width: int, spec: TileSpec, multiple: int = 1) -> int:
     """Number of tiles (network calls per tile) an image of this size takes."""
-    return plan_tiles(_round_up(height, multiple), _round_up(width, multiple), spec, multiple).count
+    h, w = _round_up(height, multiple), _round_up(width, multiple)
+    if spec.fixed_shape and spec.tile is not None:
+        h, w = max(h, int(spec.tile)), max(w, int(spec.tile))
+    return plan_tiles(h, w, spec, multiple).count
 
 
 __all__ = [
-    "AUTO_OVERLAP", "AUTO_TILE", "PATCH_OVERLAP", "DEFAULT_PATCH", "MODES", "PAPER_STRIDE", "TilePlan", "TileSpec", "axis_starts",
-    "axis_window", "has_instance_norm", "make_apply_fn", "plan_tiles", "probe_receptive_margin",
+    "AUTO_OVERLAP", "AUTO_TILE", "ENHANCE_MODE", "FAST_OVERLAP", "FAST_TILE_PATCHES", "PATCH_OVERLAP", "DEFAULT_PATCH", "MODES",
+    "PAPER_STRIDE", "TilePlan", "TileSpec", "axis_starts", "axis_window", "batch_size", "compile_tiles", "has_instance_norm", "make_apply_fn", "plan_tiles", "probe_receptive_margin",
     "receptive_margin", "resolve_spec", "tile_count", "tiled_apply", "tiled_inference",
 ]

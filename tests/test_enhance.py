@@ -1,4 +1,4 @@
-"""``bppjax.inference`` (the array and file API) and ``python -m bppjax.enhance``, end to end on a tiny model."""
+"""``bppjax.inference`` (arrays), ``bppjax.files`` (files) and ``python -m bppjax.enhance``, end to end on a tiny model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from bppjax.workdir import save_model
 from bppjax.enhance import main
-from bppjax.inference import enhance, plan_outputs, prepare_files, quantise, summary, training_scale
+from bppjax.files import plan_outputs, prepare_files, quantise, summary, training_scale
+from bppjax.inference import enhance
 from bppjax.image.io import read_image, write_image
 from bppjax.models.presets import build_model, preset
 
@@ -146,7 +147,7 @@ def test_prepare_files_checks_everything_before_reading_an_image(workdir, tmp_pa
     run = prepare_files(files, tmp_path / "out", checkpoint=str(workdir), tile=16, stride=8, log=pytest.fail)
     assert [j.target for j in run.jobs] == [tmp_path / "out" / "a.png"]
     assert run.options["scale"] == 2.0 and run.options["patch"] == 32  # from the workdir's config
-    assert run.describe() == f"bpp from {workdir} (step 0); scale 2; auto tiling: tile 16, stride 8, margin {run.spec.margin}"
+    assert run.describe() == f"bpp from {workdir} (step 0); scale 2; fast tiling: tile 16, stride 8, margin {run.spec.margin}"
     with pytest.raises(ValueError, match="tile=8"):
         prepare_files(files, tmp_path / "out", checkpoint=str(workdir), tile=8)
     logged = []

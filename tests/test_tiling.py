@@ -140,4 +140,4 @@ def test_tile_smaller_than_the_model_allows_is_a_clear_error():
     with pytest.raises(ValueError, match="tile=8 .*at least 12"):
         resolve_spec(model, tile=8)
     with pytest.raises(ValueError, match="unknown tiling mode"):
-        resolve_spec(model, "fast")
+        resolve_spec(model, "quick")
