@@ -109,3 +109,20 @@ def test_linearscope_reconstructs_edsr():
     assert d.y.shape[1:3] == (16, 16)
     assert d.reconstruction_error[0] < 1e-5, (d.method, d.reconstruction_error)
     assert d.global_fraction[0] > 0.05  # the biases and ReLUs make r large: 1e-5 is a real bound
+
+
+def test_analysis_of_an_edsr_takes_lr_input_and_output_pixels(tmp_path):
+    from bppjax.analysis.report import analyze_image
+
+    model = build_model(preset("edsr_tiny"))
+    x = np.random.default_rng(4).uniform(size=(10, 12, 3)).astype(np.float32)
+    params = _random_params(model, jnp.asarray(x)[None])
+    norms, record = analyze_image(model, ls.frozen_twin(model), params, x, tmp_path / "a", pixels=[(19, 23), (0, 0)])
+    assert np.asarray(norms).shape == (1, 2, 1)  # one level, two residual blocks, one image
+    assert record["reconstruction_error"] < 1e-5 and record["filter_pixels"] == [[19, 23], [0, 0]]
+    rows = np.load(tmp_path / "a" / "filters.npy")
+    assert rows.shape == (2, 10, 12, 3)  # a row of F lives on the LR input
+    # The output pixel (19, 23) sits over LR pixel (9, 11): its filter's largest tap is near there.
+    peak = np.unravel_index(np.abs(rows[0].sum(-1)).argmax(), rows.shape[1:3])
+    assert abs(peak[0] - 9) <= 2 and abs(peak[1] - 11) <= 2
+    assert (tmp_path / "a" / "filters.png").stat().st_size > 1000

@@ -119,6 +119,7 @@ def plot_filters(
     path: str | Path | None = None,
     window: int = 32,
     title: str = "",
+    scale: int = 1,
 ) -> Figure:
     """For each output pixel p: the input patch around p and the filter (row p of F) beside it.
 
@@ -132,16 +133,19 @@ def plot_filters(
       x: the input image (H, W, 3).
       rows: ``(P, H, W, 3)`` from ``linearscope.filters``.
       pixels: the P output positions ``(row, col)``.
+      scale: output pixels per input pixel (``bppjax.models.output_scale``; an
+        LR-input model's output pixel p sits over input pixel p // scale).
     """
     rows = np.asarray(rows)
     n = len(pixels)
     fig = Figure(figsize=(9, 3.0 * n))
     axes = np.asarray(fig.subplots(n, 3, squeeze=False))
-    for k, p in enumerate(pixels):
+    for k, out_p in enumerate(pixels):
+        p = (int(out_p[0]) // scale, int(out_p[1]) // scale)
         filt = rows[k].sum(-1)
         patch = crop_window(x, p, window)
         local = crop_window(filt, p, window)
-        _show(axes[k, 0], patch, f"input patch at {tuple(int(v) for v in p)}")
+        _show(axes[k, 0], patch, f"input patch at {tuple(int(v) for v in p)}" + (f" (output {tuple(int(v) for v in out_p)})" if scale > 1 else ""))
         centre = float(filt[p[0], p[1]])
         off = np.abs(filt).copy()
         off[p[0], p[1]] = 0.0

@@ -24,6 +24,7 @@ from bppjax.analysis import plots
 from bppjax.analysis.update_norms import average, normalise, update_norms
 from bppjax.image.degrade import sr_input
 from bppjax.image.io import list_image_files, read_image, to_float32, write_image
+from bppjax.models import input_space, output_scale
 from bppjax.workdir import load_model
 
 SUMMARY_FILE = "summary.json"
@@ -52,19 +53,29 @@ def list_images(images: str | Path) -> list[Path]:
     return list_image_files(images, "--images", allow_file=True)
 
 
-def network_input(path: Path, scale: int | None, max_size: int | None = None) -> np.ndarray:
+def network_input(path: Path, scale: int | None, max_size: int | None = None, space: str = "upscaled") -> np.ndarray:
     """The float32 HWC network input for one file: SR-degraded when ``scale`` > 1, centre-cropped to ``max_size``.
 
-    Crop offsets are multiples of the scale, as in training (keeps the bicubic sampling phase).
+    ``space`` is the model's input space (``bppjax.models.input_space``): the
+    bicubic-upscaled image, or ("lr") the LR image, cropped to the same HR
+    region (``max_size / scale`` pixels). Crop offsets are multiples of the
+    scale, as in training (keeps the bicubic sampling phase).
     """
     image = read_image(path, dtype="uint8")
     step = int(scale) if scale and scale > 1 else 1
+    lr = space == "lr" and step > 1
     if step > 1:
-        image = sr_input(image, scale).net_input
+        sample = sr_input(image, scale)
+        image = sample.lr if lr else sample.net_input
     if max_size:
         h, w = image.shape[:2]
-        top, left = max(0, (h - max_size) // 2) // step * step, max(0, (w - max_size) // 2) // step * step
-        image = image[top : top + max_size, left : left + max_size]
+        if lr:  # the same HR window, in LR pixels
+            size = max(1, max_size // step)
+            top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+            image = image[top : top + size, left : left + size]
+        else:
+            top, left = max(0, (h - max_size) // 2) // step * step, max(0, (w - max_size) // 2) // step * step
+            image = image[top : top + max_size, left : left + max_size]
     return to_float32(image)
 
 
@@ -84,7 +95,7 @@ def analyze_image(
     xb = jnp.asarray(x)[None]
     norms = np.asarray(update_norms(model, params, xb))
     d = ls.decompose(model, params, xb, frozen_model=frozen_model, method=method)
-    h, w = x.shape[:2]
+    h, w = d.y.shape[1:3]  # filter pixels are output pixels
     pixels = [(min(max(int(i), 0), h - 1), min(max(int(j), 0), w - 1)) for i, j in (pixels or default_pixels(h, w))]
     rows = ls.filters(frozen_model, params, xb, pixels)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +103,7 @@ def analyze_image(
         _write_image(out / f"{name}.png", a)
     _write_image(out / "r.png", plots.signed_to_unit(d.r[0]))
     plots.plot_linearscope(d.x[0], d.y[0], d.fx[0], d.r[0], out / "linearscope.png", title=out.name)
-    plots.plot_filters(d.x[0], rows, pixels, out / "filters.png", title=out.name)
+    plots.plot_filters(d.x[0], rows, pixels, out / "filters.png", title=out.name, scale=output_scale(model))
     np.save(out / "filters.npy", rows)
     record = {**d.summary(0), "r_max_abs": float(np.max(np.abs(d.r))), "filter_pixels": [list(p) for p in pixels]}
     return norms, record
@@ -131,7 +142,7 @@ def analyze(
     per_image, records, failed = [], [], []
     for path in tqdm(list_images(images), desc="analyze", unit="image", disable=not progress):
         try:
-            x = network_input(path, scale, max_size)
+            x = network_input(path, scale, max_size, input_space(loaded.model))
             norms, record = analyze_image(model, frozen_model, params, x, out / path.stem, pixels, method)
         except (OSError, ValueError, MemoryError) as e:  # one bad file never stops the others
             tqdm.write(f"skipped {path}: {e}", file=sys.stderr)
