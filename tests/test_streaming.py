@@ -157,3 +157,21 @@ def test_stream_config_key_and_variant(tmp_path):
     cfg.data.train.tfds_lr_key = "lr"
     with pytest.raises(ConfigError, match="tfds_lr_key=''"):
         validate_config(cfg)
+
+
+def test_npy_folder_streams_the_same_batches(tmp_path):
+    from bppjax.data.streaming import convert_to_npy
+
+    folder = _folder(tmp_path, [(61, 83), (75, 50)])
+    written = convert_to_npy(folder, tmp_path / "npy")
+    assert [p.name for p in written] == ["000.npy", "001.npy"] and not list((tmp_path / "npy").glob(".*"))
+    c = _data(folder, (3,), 12)
+    mem = build_sampler(c, seed=2)
+    c.train.dirs = (str(tmp_path / "npy"),)
+    c.train.stream = True
+    st = build_sampler(c, seed=2)
+    assert [p.key.endswith(".npy") for p in st.pairs] == [True, True]
+    for step in (0, 4):
+        np.testing.assert_array_equal(mem.batch_at(step)["input"], st.batch_at(step)["input"])
+        np.testing.assert_array_equal(mem.batch_at(step)["target"], st.batch_at(step)["target"])
+    st.close()

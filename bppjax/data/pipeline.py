@@ -148,9 +148,9 @@ def stream_pairs(src: ml_collections.ConfigDict, scales: Sequence[int], key: str
         raise ValueError(f"{key}.stream=True needs source 'folder' or 'tfds'; got {src.source!r}")
     pairs = []
     for d in src.dirs:
-        files = folder.list_images(d, f"{key}.dirs")[: src.limit or None]
+        files = streaming.list_stream_files(d, f"{key}.dirs")[: src.limit or None]
         pairs += streaming.folder_pairs([(p.stem, p) for p in files], scales, Path(d).name, input_space)
-    return pairs, folder.read_uint
+    return pairs, streaming.read_stream_file
 
 
 def build_sampler(data: ml_collections.ConfigDict, seed: int, input_space: str = "upscaled") -> PatchSampler:

@@ -7,6 +7,10 @@ degrades just the window the input needs (``bppjax.data.region``), bit for bit
 the pixels of the whole-image MATLAB bicubic. Batch k stays a pure function of
 (seed, k), so exact resume works as with the in-memory sampler.
 
+Decoding a PNG costs far more than degrading a patch, so a folder may instead
+hold the HR images as ``.npy`` arrays (``convert_to_npy``): those are
+memory-mapped and only the window a patch needs is read.
+
 Decoding runs in ``workers`` threads, each computing whole future batches
 (``prefetch`` ahead of the one asked for); Pillow and the NumPy matmuls
 release the GIL. Host memory is bounded by the workers and the prefetch depth,
@@ -29,7 +33,7 @@ from bppjax.data.pairs import check_input_space
 from bppjax.data.region import degrade_window, plan
 from bppjax.data.sampler import Batch, PatchSampler
 
-__all__ = ["StreamPair", "StreamingSampler", "folder_pairs", "image_size", "tfds_pairs"]
+__all__ = ["StreamPair", "StreamingSampler", "convert_to_npy", "folder_pairs", "image_size", "list_stream_files", "read_stream_file", "tfds_pairs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +66,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) of an image file as ``read_image`` returns it (EXIF orientation applied), read from its header."""
     from PIL import Image  # noqa: PLC0415
 
+    if Path(path).suffix == ".npy":
+        return tuple(np.load(path, mmap_mode="r").shape[:2])
     with Image.open(path) as im:
         w, h = im.size
         # JPEG/TIFF EXIF is in the header; a PNG's eXIf chunk is in ``info`` only when it precedes
@@ -70,6 +76,51 @@ def image_size(path: str | Path) -> tuple[int, int]:
         exif = im.getexif() if im.format != "PNG" or "exif" in im.info else {}
         orientation = int(exif.get(0x0112, 1) or 1)
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def list_stream_files(folder: str | Path, key: str = "data") -> list[Path]:
+    """The ``.npy`` arrays in ``folder`` if it holds any (``convert_to_npy``), else its images, sorted by name."""
+    npy = sorted(p for p in Path(folder).expanduser().glob("*.npy") if not p.name.startswith("."))
+    if npy:
+        return npy
+    from bppjax.data.folder import list_images  # noqa: PLC0415
+
+    return list_images(folder, key)
+
+
+def read_stream_file(path: str | Path) -> np.ndarray:
+    """An HR image: ``.npy`` memory-mapped (nothing read until sliced), other files decoded (``folder.read_uint``)."""
+    if Path(path).suffix == ".npy":
+        im = np.load(path, mmap_mode="r")
+        if im.ndim != 3 or im.shape[-1] != 3:
+            raise ValueError(f"{path}: expected an (H, W, 3) array, got shape {im.shape}")
+        return im
+    from bppjax.data.folder import read_uint  # noqa: PLC0415
+
+    return read_uint(Path(path))
+
+
+def convert_to_npy(folder: str | Path, out: str | Path, workers: int = 2) -> list[Path]:
+    """Write each image of ``folder`` as ``out/<stem>.npy`` (HxWx3 uint8/uint16, as read for training).
+
+    Streaming from such a folder reads only each patch's window instead of
+    decoding the whole image: uncompressed, so about 3 bytes a pixel on disk.
+    """
+    from bppjax.data.folder import list_images, read_uint  # noqa: PLC0415
+
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+
+    def one(path: Path) -> Path:
+        dst = out / f"{path.stem}.npy"
+        tmp = out / f".{path.stem}.npy.partial"
+        with open(tmp, "wb") as f:
+            np.save(f, read_uint(path))
+        tmp.replace(dst)  # a stopped conversion leaves no truncated array behind
+        return dst
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(one, list_images(folder, "folder")))
 
 
 def _modcrop(shape: tuple[int, int], s: int) -> tuple[int, int]:
