@@ -264,11 +264,19 @@ def validate_config(
         raise ConfigError(f"eval.convention must be one of {CONVENTIONS}; got {ev.convention!r}")
     if not 0 <= float(d.min_std) < 1:
         raise ConfigError(f"data.min_std is in [0, 1) units of the peak value; got {d.min_std!r}")
-    from bppjax.models.presets import build_model  # noqa: PLC0415 - flax is imported by then anyway
+    from bppjax.models import input_space, output_scale  # noqa: PLC0415 - flax is imported by then anyway
+    from bppjax.models.presets import build_model  # noqa: PLC0415
 
-    multiple = build_model(config.model).multiple
-    if d.patch % multiple:
-        raise ConfigError(f"data.patch={d.patch} must be a multiple of {multiple} for a {config.model.levels}-level BPP")
+    model = build_model(config.model)
+    if d.patch % model.multiple:
+        raise ConfigError(f"data.patch={d.patch} must be a multiple of {model.multiple} for a {config.model.levels}-level BPP")
+    if input_space(model) == "lr":  # one upsampler: the data must be degraded at the model's factor
+        s = output_scale(model)
+        if tuple(d.scales) not in ((), (s,)):
+            raise ConfigError(f"data.scales={tuple(d.scales)} but model.{config.model.arch}.scale={s}: a model that takes the "
+                              f"LR image upscales by its own factor only; set data.scales=({s},)")
+        if d.patch % s:
+            raise ConfigError(f"data.patch={d.patch} must be a multiple of model.{config.model.arch}.scale={s} (LR patches are patch / scale)")
     if t.loss == "neg_ssim" and d.patch < 11:
         raise ConfigError(f"train.loss='neg_ssim' needs data.patch >= 11 (the SSIM window); got {d.patch}")
     if device_count is not None and d.batch % device_count:

@@ -37,6 +37,7 @@ from bppjax import workdir as ckpt
 from bppjax.data.pipeline import build_sampler, build_val, describe
 from bppjax.data.sampler import PatchSampler, local_slice, validate_state
 from bppjax.models.layers import compiler_options
+from bppjax.models import input_space
 from bppjax.models.presets import build_model
 from bppjax.training import parallel
 from bppjax.training.config import ConfigError, validate_config
@@ -287,8 +288,9 @@ def train_and_evaluate(
         # reading the data, so a second run is refused at once.
         locked = jax.process_count() == 1 and workdir.is_dir() and _lock(scope, workdir)
         try:  # data errors are config errors: reported before any compilation
-            sampler = build_sampler(config.data, int(config.train.seed))
-            val_pairs = build_val(config.data)
+            space = input_space(build_model(config.model))  # the image the model takes: upscaled or LR
+            sampler = build_sampler(config.data, int(config.train.seed), space)
+            val_pairs = build_val(config.data, space)
         except (ValueError, FileNotFoundError, MemoryError, ImportError, RuntimeError) as e:
             raise ConfigError(str(e)) from e
         _say(f"data: train {describe(sampler.pairs)}; val {describe(val_pairs)}")
