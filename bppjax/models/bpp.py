@@ -219,7 +219,7 @@ def validate_input(x: Any, multiple: int = 1, min_size: int = 1) -> None:
         raise ValueError(f"BPP input must be a batch of images shaped (B, H, W, 3); got shape {shape}")
     if shape[-1] != 3:
         raise ValueError(f"BPP input must have 3 (RGB) channels in the last axis; got shape {tuple(shape)}")
-    if min(shape[1], shape[2]) < min_size:
+    if shape[1] < min_size or shape[2] < min_size:  # side by side: symbolic sides (jax.export) compare only to numbers
         raise ValueError(f"BPP input of size {shape[1]}x{shape[2]} is too small; this model needs at least {min_size}x{min_size}")
     if not isinstance(x, jax.core.Tracer) and not bool(np.all(np.isfinite(np.asarray(x, dtype=np.float32)))):
         raise ValueError("BPP input contains NaN or Inf values")
@@ -317,7 +317,7 @@ class BPP(nn.Module):
         """
         H, W = x.shape[1], x.shape[2]
         m = self.multiple
-        if min(-(-H // m) * m, -(-W // m) * m) < self.min_size:
+        if -(-H // m) * m < self.min_size or -(-W // m) * m < self.min_size:
             raise ValueError(f"BPP input of size {H}x{W} is too small; {self.levels} levels need at least {self.min_size}x{self.min_size}")
         return pad_batch_to_multiple(x, m, "BPP input")
 
