@@ -174,6 +174,69 @@ def _parse_setting(name: str) -> tuple[str, dict]:
     return mode, kw
 
 
+# --------------------------------------------------------------------------- 2b. quality by setting, every zoo model
+
+
+ZOO_SR = ("bpp-sr-x2", "bpp-sr-x3", "bpp-sr-x4")
+
+
+#: The embedded photographs settings are chosen on (the held-out two and three of the training ones; not the largest).
+CHOOSE_ON = ("chelsea", "rocket", "coffee", "astronaut", "motorcycle_left")
+
+
+def quality(data: Sequence[str], settings: Sequence[str], models: Sequence[str] = ZOO_SR, json_path: Path | None = None,
+            overrides: Sequence[str] = ()) -> list[dict]:
+    """Y_M PSNR (shave = scale) and network pixels per output pixel, per zoo model, image set and tiling setting.
+
+    ``data`` names image sets: ``embedded`` (``CHOOSE_ON``, scikit-image photographs
+    of ``bppjax.data.embedded``, on which settings are chosen) or folders of
+    ``../shared/data`` (``Set5``, ``Set14``: reporting only). Network pixels
+    count every tile once (a padded last batch aside).
+    """
+    from bppjax.data.embedded import load_embedded
+    from bppjax.image.degrade import sr_input
+    from bppjax.image.io import read_image
+    from bppjax.metrics import psnr
+    from bppjax.tiling import make_apply_fn, resolve_spec, tile_count, tiled_apply
+    from bppjax.zoo import pretrained
+
+    rows = []
+    for name in models:
+        loaded = pretrained(name, overrides)
+        model, patch, scale = loaded.model, loaded.patch, int(loaded.config.data.scales[0])
+        apply_fn = make_apply_fn(model, loaded.params)
+        for dataset in data:
+            if dataset == "embedded":
+                images = load_embedded(CHOOSE_ON)
+            else:
+                images = [(f.stem, read_image(f, dtype="uint8")) for f in sorted((DATA / dataset).glob("*.png"))]
+            samples = [sr_input(hr, scale) for _, hr in images]
+            for setting in settings:
+                mode, kw = _parse_setting(setting)
+                spec = resolve_spec(model, mode, patch=patch, **kw)
+                scores, net_px, out_px = [], 0, 0
+                for sample in samples:
+                    x = sample.net_input.astype(np.float32) / 255
+                    y = np.clip(tiled_apply(apply_fn, x, spec, multiple=model.multiple), 0, 1)
+                    scores.append(psnr(sample.hr, y, shave=scale))
+                    h, w = x.shape[:2]
+                    tiles = tile_count(h, w, spec, model.multiple)
+                    net_px += tiles * (spec.tile or 0) ** 2 if spec.tile else h * w
+                    out_px += h * w
+                row = dict(model=name, overrides=list(overrides), data=dataset, setting=setting, tile=spec.tile, stride=spec.stride,
+                           psnr=round(float(np.mean(scores)), 4), network_px_per_output_px=round(net_px / out_px, 3))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    for r in rows:  # difference to the evaluation protocol (`auto`) of the same model and data
+        ref = next((q for q in rows if q["model"] == r["model"] and q["data"] == r["data"] and q["setting"] == "auto"
+                    and q["overrides"] == r["overrides"]), None)
+        r["dpsnr_vs_auto"] = None if ref is None else round(r["psnr"] - ref["psnr"], 4)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
 # --------------------------------------------------------------------------- 3. memory
 
 
@@ -212,6 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--checkpoint", type=Path, required=True)
     s.add_argument("--modes", nargs="+", default=["paper", "auto"])
     s.add_argument("--repeats", type=int, default=1)
+    q = sub.add_parser("quality")
+    q.add_argument("--data", nargs="+", default=["embedded"], help="embedded (choose settings) or Set5 Set14 (report)")
+    q.add_argument("--settings", nargs="+", default=["auto", "fast", "whole"])
+    q.add_argument("--models", nargs="+", default=list(ZOO_SR))
+    q.add_argument("--json", type=Path)
+    q.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. model.dtype=bfloat16")
     m = sub.add_parser("memory")
     m.add_argument("--checkpoint", type=Path, required=True)
     m.add_argument("--scale", type=float, default=1.0, help="SR factor: the input is 7680x4320 / scale")
@@ -223,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         exact()
     elif a.cmd == "set5":
         set5(a.checkpoint, a.modes, a.repeats)
+    elif a.cmd == "quality":
+        quality(a.data, a.settings, a.models, a.json, a.overrides)
     else:
         memory(a.checkpoint, scale=a.scale, extra=a.extra)
     return 0

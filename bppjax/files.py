@@ -52,6 +52,7 @@ class Outcome:
     tiles: int = 0
     error: str | None = None
     notes: tuple[str, ...] = ()
+    network_seconds: float = 0.0  # of ``seconds``, the network's (the rest is reading, pre-upscale and writing)
 
 
 def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -163,9 +164,10 @@ def enhance_files(
     def read(job: Job) -> _Read | Outcome:
         return guarded(job, lambda: _read_one(job, model, scale, max_memory_gb, log))
 
-    def write(item: _Read, out: np.ndarray, seconds: float, tiles: int) -> Outcome:
-        return guarded(item.job, lambda: _write_one(item, out, factor, depth, quality, seconds, tiles, log),
-                       item.photo.samples.shape[:2])
+    def write(item: _Read, out: np.ndarray, seconds: float, tiles: int, network_seconds: float) -> Outcome:
+        outcome = guarded(item.job, lambda: _write_one(item, out, factor, depth, quality, seconds, tiles, log),
+                          item.photo.samples.shape[:2])
+        return dataclasses.replace(outcome, network_seconds=network_seconds) if outcome.error is None else outcome
 
     outcomes: list[concurrent.futures.Future] = []
     images = tqdm(jobs, desc="images", unit="img", disable=not progress)
@@ -190,14 +192,15 @@ def enhance_files(
             t0 = time.perf_counter()
             out = guarded(job, lambda: _network(item, model, params, spec, self_ensemble, counter, log),
                           item.photo.samples.shape[:2])
-            seconds = item.seconds + time.perf_counter() - t0
+            network_seconds = time.perf_counter() - t0
+            seconds = item.seconds + network_seconds
             item = dataclasses.replace(item, prepared=None)  # the network input is no longer needed
             if isinstance(out, Outcome):
                 outcomes.append(_done(out))
                 continue
             if outcomes:
                 outcomes[-1].result()  # one image being written at a time: memory stays bounded
-            outcomes.append(writer.submit(write, item, out, seconds, counter.count))
+            outcomes.append(writer.submit(write, item, out, seconds, counter.count, network_seconds))
         return [f.result() for f in outcomes]
     finally:
         reader.shutdown(wait=True, cancel_futures=True)

@@ -288,3 +288,63 @@ def test_jpeg_quality_is_an_option(workdir, tmp_path):
         sizes[q] = (tmp_path / f"q{q}" / "p.jpg").stat().st_size
     assert sizes[30] < sizes[95]
     assert main([str(tmp_path / "p.jpg"), "--checkpoint", str(workdir), "--out", str(tmp_path / "x"), "--quality", "0"]) == 2
+
+
+def test_files_of_any_size_go_through_one_compiled_shape_in_order(workdir, images, tmp_path, monkeypatch):
+    """The default (fast) tiling has one batch shape; outcomes come back in input order with the network's share."""
+    from bppjax import tiling
+
+    shapes, real = set(), tiling.make_apply_fn
+
+    def spy(model, params):
+        fn = real(model, params)
+        return lambda x: (shapes.add(x.shape), fn(x))[1]
+
+    monkeypatch.setattr(tiling, "make_apply_fn", spy)
+    files = [images / "rgb.png", images / "broken.png", images / "grey16.png", images / "photo.jpg"]
+    run = prepare_files(files, tmp_path / "o", checkpoint=str(workdir), log=lambda s: None)
+    assert run.spec.fixed_shape
+    outcomes = run.run(progress=False, log=lambda s: None)
+    assert [o.source for o in outcomes] == files
+    assert [o.error is None for o in outcomes] == [True, False, True, True]
+    assert len(shapes) == 1  # images of three sizes, one compiled shape
+    assert all(0 < o.network_seconds <= o.seconds for o in outcomes if o.error is None)
+    assert read_image(tmp_path / "o" / "grey16.png", dtype="native", channels=None).shape == (36, 44, 1)
+
+
+def test_unexpected_errors_are_described_by_the_caller_or_raised(workdir, images, tmp_path, monkeypatch):
+    import bppjax.files
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(bppjax.files, "write_image", boom)
+    run = prepare_files([images / "rgb.png"], tmp_path / "o", checkpoint=str(workdir), log=lambda s: None)
+    (outcome,) = run.run(progress=False, log=lambda s: None, describe_error=lambda e: f"described: {e}")
+    assert outcome.error == "described: disk on fire"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        run.run(progress=False, log=lambda s: None, reraise=True)
+
+
+def test_the_command_caches_compiled_programs_in_a_user_cache_dir(monkeypatch, tmp_path):
+    from bppjax.enhance import compilation_cache_dir
+
+    monkeypatch.delenv("BPPJAX_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache_dir() == tmp_path / "xdg" / "bppjax" / "jax"
+    monkeypatch.setenv("BPPJAX_CACHE_DIR", str(tmp_path / "mine"))
+    assert compilation_cache_dir() == tmp_path / "mine"
+
+
+def test_the_library_does_not_import_the_command_layer():
+    import ast
+    from pathlib import Path
+
+    import bppjax.files
+    import bppjax.inference
+
+    for module in (bppjax.inference, bppjax.files):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not imported & {"bppjax.cli", "bppjax.enhance"}, module.__name__

@@ -8,6 +8,8 @@ import pytest
 
 from bppjax.models.presets import build_model, preset
 from bppjax.tiling import (
+    ENHANCE_MODE,
+    MODES,
     PAPER_STRIDE,
     TileSpec,
     axis_starts,
@@ -15,6 +17,7 @@ from bppjax.tiling import (
     probe_receptive_margin,
     receptive_margin,
     resolve_spec,
+    tile_count,
     tiled_apply,
     tiled_inference,
 )
@@ -141,3 +144,64 @@ def test_tile_smaller_than_the_model_allows_is_a_clear_error():
         resolve_spec(model, tile=8)
     with pytest.raises(ValueError, match="unknown tiling mode"):
         resolve_spec(model, "quick")
+
+
+def _box3(tiles: np.ndarray) -> np.ndarray:
+    """A local filter: 3x3 mean with edge padding (each output pixel sees 1 px around it)."""
+    p = np.pad(tiles, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = tiles.shape[1:3]
+    return sum(p[:, i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
+
+
+def _up2(tiles: np.ndarray) -> np.ndarray:
+    """A toy network whose output is twice its input's size: local filter, then nearest-neighbour x2."""
+    return np.repeat(np.repeat(_box3(tiles), 2, axis=1), 2, axis=2)
+
+
+@pytest.mark.parametrize("spec", [TileSpec(16, 12, 1, batch=3), TileSpec(20, 8, 1), TileSpec(16, 12, 1, batch=4, fixed_shape=True)])
+def test_tiled_equals_whole_for_a_network_that_enlarges_twice(spec):
+    """Tiles laid in input pixels, outputs and margins twice as large: equal to the whole-image output."""
+    img = np.random.default_rng(5).random((37, 50, 3), dtype=np.float32)
+    whole = _up2(img[None])[0]
+    shapes = []
+
+    def fn(tiles):
+        shapes.append(tiles.shape)
+        return _up2(tiles)
+
+    out = tiled_apply(fn, img, spec, scale=2)
+    assert out.shape == (74, 100, 3)
+    np.testing.assert_allclose(out, whole, atol=1e-6)
+    assert len(set(shapes)) == 1
+    rough = tiled_apply(_up2, img, TileSpec(spec.tile, spec.stride, 0, batch=spec.batch), scale=2)  # no margin: seams
+    assert np.abs(rough - whole).max() > 1e-3
+
+
+def test_output_scale_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="scale=1.5 must be a positive integer"):
+        tiled_apply(_up2, np.zeros((8, 8, 3), np.float32), TileSpec(8, 8), scale=1.5)
+
+
+def test_fixed_shape_is_one_call_shape_for_images_of_any_size():
+    """Images smaller and larger than the tile, odd sizes: one (batch, tile, tile, C) shape; the input comes back."""
+    spec = TileSpec(32, 24, 0, batch=4, fixed_shape=True)
+    shapes = set()
+
+    def identity(tiles):
+        shapes.add(tiles.shape)
+        return tiles
+
+    for size in ((9, 13), (20, 45), (45, 70), (130, 97)):
+        img = np.random.default_rng(sum(size)).random((*size, 3), dtype=np.float32)
+        np.testing.assert_allclose(tiled_apply(identity, img, spec, multiple=4), img, atol=1e-6)
+    assert shapes == {(4, 32, 32, 3)}
+    assert tile_count(9, 13, spec, multiple=4) == 1 and tile_count(130, 97, spec, multiple=4) == 6 * 4
+
+
+def test_fast_mode_is_fixed_shape_with_in_and_auto_without():
+    with_in = resolve_spec(build_model(preset("tiny")), "fast", patch=48)
+    assert with_in.fixed_shape and with_in.tile == 48 and with_in.stride < with_in.tile and with_in.margin == 0
+    assert with_in.stride > resolve_spec(build_model(preset("tiny")), "auto", patch=48).stride  # fewer tiles than auto
+    no_in = _no_in_tiny()
+    assert resolve_spec(no_in, "fast") == resolve_spec(no_in, "auto")  # exact, as auto
+    assert ENHANCE_MODE in MODES
