@@ -149,3 +149,17 @@ def test_tfds_missing_is_explained(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"bppjax\[tfds\]"):
         load_pairs(source_config(source="tfds", tfds="div2k/bicubic_x4", tfds_lr_key="lr"), (4,), "data.train")
+
+
+def test_lr_input_space_keeps_the_lr_image(tmp_path):
+    rng = np.random.default_rng(2)
+    hr = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    _write(tmp_path / "hr", "a.png", hr)
+    src = source_config(source="folder", dirs=(str(tmp_path / "hr"),))
+    (pair,) = load_pairs(src, (4,), "data.train", input_space="lr")
+    np.testing.assert_array_equal(pair.input, sr_input(hr, 4).lr)
+    assert pair.input.shape == (10, 13, 3) and pair.target.shape == (40, 52, 3)
+    lr_hdr = paired("h", np.zeros((10, 12, 3), np.uint8), np.zeros((20, 24, 3), np.uint8), input_space="lr")
+    assert lr_hdr.input.shape == (10, 12, 3) and lr_hdr.scale == 2
+    with pytest.raises(ValueError, match="input_space must be one of"):
+        load_pairs(src, (4,), "data.train", input_space="LR")
