@@ -170,9 +170,16 @@ def test_gemm_conv_up_forward_and_input_gradient_equal_the_definition():
     np.testing.assert_allclose(G.conv_up_input_grad(g, k), vjp(g)[0], atol=1e-4)
 
 
-def _ops(f, *args):
-    text = str(jax.make_jaxpr(f)(*args))
-    return {"conv": "conv_general_dilated" in text, "dot": "dot_general" in text}
+def _lowered(f, *args, platform=None):
+    """The StableHLO of ``f`` lowered for ``platform`` (default: this process's backend)."""
+    if platform is None:
+        return jax.jit(f).lower(*args).as_text()
+    return jax.export.export(jax.jit(f), platforms=[platform])(*args).mlir_module()
+
+
+def _ops(f, *args, platform=None):
+    text = _lowered(f, *args, platform=platform)
+    return {"conv": "stablehlo.convolution" in text, "dot": "stablehlo.dot_general" in text}
 
 
 def test_auto_runs_bfloat16_convolutions_as_gemms_on_cpu_only():
@@ -186,8 +193,11 @@ def test_auto_runs_bfloat16_convolutions_as_gemms_on_cpu_only():
     # 3 input channels (the analysis conv of RGB) stay a direct convolution.
     assert _ops(lambda a, b: L.conv2d(a, b, impl="gemm"), x[..., :3], k[:, :, :3]) == {"conv": True, "dot": False}
     u = _rand(2, (1, 4, 4, 32)).astype(jnp.bfloat16)
-    ops = _ops(jax.grad(lambda u, k: jnp.sum(L.conv_up(u, k).astype(jnp.float32))), u, bf[1].transpose(0, 1, 3, 2))
-    assert ops == {"conv": not on_cpu, "dot": True}
+    up_grad = jax.grad(lambda u, k: jnp.sum(L.conv_up(u, k).astype(jnp.float32)))
+    assert _ops(up_grad, u, bf[1].transpose(0, 1, 3, 2)) == {"conv": not on_cpu, "dot": on_cpu}
+    # A program lowered for a GPU keeps the plain convolutions, whatever backend traced it.
+    assert _ops(L.conv2d, *bf, platform="cuda") == {"conv": True, "dot": False}
+    assert _ops(up_grad, u, bf[1].transpose(0, 1, 3, 2), platform="cuda") == {"conv": True, "dot": False}
     with pytest.raises(ValueError, match="conv impl must be one of"):
         L.conv2d(x, k, impl="cudnn")
 
@@ -201,8 +211,8 @@ def test_a_bfloat16_bpp_on_cpu_runs_its_flux_convolutions_as_gemms():
         cfg.dtype = dtype
         model = build_model(cfg)
         params = model.init(jax.random.key(1), x)["params"]
-        text = str(jax.make_jaxpr(jax.grad(lambda p: jnp.mean(model.apply({"params": p}, x).astype(jnp.float32))))(params))
-        counts[dtype] = (text.count("conv_general_dilated["), text.count("dot_general["))
+        text = _lowered(jax.grad(lambda p: jnp.mean(model.apply({"params": p}, x).astype(jnp.float32))), params)
+        counts[dtype] = (text.count("stablehlo.convolution"), text.count("stablehlo.dot_general"))
     if jax.default_backend() == "cpu":  # left as convolutions: those of the RGB image (analysis, synthesis, scalers)
         assert counts["bfloat16"][0] < counts["float32"][0] / 2 and counts["bfloat16"][1] > counts["float32"][1], counts
 

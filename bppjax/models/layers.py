@@ -3,8 +3,8 @@
 Everything is NHWC. Kernels are stored in float32 and cast to the compute dtype
 at use, so bfloat16 training keeps float32 master weights.
 
-Two operations carry custom VJPs, both for speed on XLA:CPU (measurements in
-``docs/PERFORMANCE.md``):
+Two operations have a CPU formulation with a hand-written VJP, both for speed
+on XLA:CPU (measurements in ``docs/PERFORMANCE.md``):
 
 * ``conv_up``, the stride-2 3x3 transposed convolution: XLA:CPU differentiates
   ``lhs_dilation`` convolutions very slowly (docs/PERFORMANCE.md), so the input
@@ -22,6 +22,12 @@ convolutions on CPU run as GEMMs (``bppjax/models/gemm_conv.py``), since XLA:CPU
 has no bfloat16 convolution kernel but runs bfloat16 GEMMs on the CPU's matrix
 units; everything else is a ``lax`` convolution.
 
+The CPU formulations are selected per lowering platform (``bppjax.models.backend``):
+a program lowered for any other platform runs the plain ops (the dilated
+``lax`` convolution and the unfused chain, differentiated by JAX), where no
+formulation was measured. ``impl="gemm"`` asks for the GEMM formulation on
+every platform.
+
 All backward passes are linear in the cotangent (``jax.linear_transpose``
 works on them, which LinearScope relies on).
 """
@@ -37,6 +43,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from bppjax.models import gemm_conv
+from bppjax.models.backend import on_cpu
 
 Array = jax.Array
 Dtype = Any
@@ -44,7 +51,7 @@ Initializer = Callable[..., Array]
 
 _DN = ("NHWC", "HWIO", "NHWC")
 IN_EPS = 1e-5
-#: Below this many output channels ``conv_up`` uses the phase decomposition (measured on 2-core CPUs).
+#: Below this many output channels ``conv_up`` on CPU uses the phase decomposition (measured on 2-core CPUs).
 PHASES_BELOW_CHANNELS = 64
 
 
@@ -56,30 +63,41 @@ CONV_IMPLS = ("auto", "xla", "gemm")
 GEMM_MIN_CHANNELS = 16
 
 
-def _as_gemm(x: Array, kernel: Array, impl: str) -> bool:
-    """Whether a convolution of ``x`` by ``kernel`` runs as GEMMs (``gemm_conv``) under ``impl``.
-
-    ``auto``: bfloat16 convolutions on CPU do (XLA:CPU has no bfloat16 convolution
-    kernel and converts them to float32 ones, while it runs bfloat16 GEMMs on the
-    CPU's matrix units), everything else stays a ``lax`` convolution; ``xla``:
-    never; ``gemm``: in every dtype, on every backend. Either way only 3x3 kernels
-    with at least ``GEMM_MIN_CHANNELS`` channels on both sides.
-    """
+def _check_impl(impl: str) -> None:
     if impl not in CONV_IMPLS:
         raise ValueError(f"conv impl must be one of {CONV_IMPLS}; got {impl!r}")
+
+
+def _gemm_shaped(kernel: Array) -> bool:
+    """Whether a GEMM formulation applies: a 3x3 kernel with at least ``GEMM_MIN_CHANNELS`` channels on both sides."""
     kh, kw, cin, cout = kernel.shape
-    if impl == "xla" or (kh, kw) != (3, 3) or min(cin, cout) < GEMM_MIN_CHANNELS:
-        return False
-    return impl == "gemm" or (x.dtype == jnp.bfloat16 and jax.default_backend() == "cpu")
+    return (kh, kw) == (3, 3) and min(cin, cout) >= GEMM_MIN_CHANNELS
 
 
-def conv2d(x: Array, kernel: Array, stride: int = 1, impl: str = "auto") -> Array:
-    """3x3 (or kxk) convolution with PyTorch-style symmetric 'same' padding k//2 (``impl``: see ``_as_gemm``)."""
-    if _as_gemm(x, kernel, impl):
-        return gemm_conv.conv2d(x, kernel, stride)
+def _lax_conv(x: Array, kernel: Array, stride: int) -> Array:
     k = kernel.shape[0]
     pad = ((k // 2, k // 2), (k // 2, k // 2))
     return lax.conv_general_dilated(x, kernel, (stride, stride), pad, dimension_numbers=_DN)
+
+
+def conv2d(x: Array, kernel: Array, stride: int = 1, impl: str = "auto") -> Array:
+    """3x3 (or kxk) convolution with PyTorch-style symmetric 'same' padding k//2.
+
+    ``impl``: ``auto`` runs bfloat16 convolutions as GEMMs (``gemm_conv``) on CPU
+    (XLA:CPU has no bfloat16 convolution kernel and converts them to float32
+    ones, while it runs bfloat16 GEMMs on the CPU's matrix units) and everything
+    else as a ``lax`` convolution; ``xla``: never GEMMs; ``gemm``: GEMMs in every
+    dtype, on every platform. Either way only 3x3 kernels with at least
+    ``GEMM_MIN_CHANNELS`` channels on both sides become GEMMs.
+    """
+    _check_impl(impl)
+    if impl == "xla" or not _gemm_shaped(kernel):
+        return _lax_conv(x, kernel, stride)
+    if impl == "gemm":
+        return gemm_conv.conv2d(x, kernel, stride)
+    if x.dtype != jnp.bfloat16:
+        return _lax_conv(x, kernel, stride)
+    return on_cpu(lambda a, k: gemm_conv.conv2d(a, k, stride), lambda a, k: _lax_conv(a, k, stride), x, kernel)
 
 
 # --------------------------------------------------------------------------- transposed convolution
@@ -113,8 +131,13 @@ def conv_up_phases(u: Array, kernel: Array) -> Array:
     return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
 
 
+def _cpu_gemm(x: Array, kernel: Array, impl: str) -> bool:
+    """Whether the CPU formulation of ``conv_up`` runs this convolution as GEMMs (``conv2d``'s rule for ``impl``)."""
+    return impl != "xla" and _gemm_shaped(kernel) and (impl == "gemm" or x.dtype == jnp.bfloat16)
+
+
 def _conv_up_forward(u: Array, kernel: Array, impl: str = "auto") -> Array:
-    if _as_gemm(u, kernel, impl):
+    if _cpu_gemm(u, kernel, impl):
         return gemm_conv.conv_up_forward(u, kernel)
     # Narrow outputs (the top level's 48 channels) waste most of a dilated conv's
     # work on XLA:CPU; wide ones run faster through its transposed-conv kernel.
@@ -128,7 +151,7 @@ def _conv_up_grads(u: Array, kernel: Array, g: Array, impl: str = "auto") -> tup
     # Per axis u[i] meets g[2i + 1 - k] through tap k.
     g_pad = jnp.pad(g, ((0, 0), (1, 0), (1, 0), (0, 0)))
     # Input gradient: du[i] = sum_m g[2i - 1 + m] K[2 - m]: a stride-2 conv.
-    if _as_gemm(u, kernel, impl):
+    if _cpu_gemm(u, kernel, impl):
         du = gemm_conv.conv_up_input_grad(g.astype(u.dtype), kernel)
     else:
         du = lax.conv_general_dilated(g_pad, gemm_conv.flip_io(kernel), (2, 2), "VALID", dimension_numbers=_DN)
@@ -151,8 +174,8 @@ def _conv_up_grads(u: Array, kernel: Array, g: Array, impl: str = "auto") -> tup
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv_up(u: Array, kernel: Array, impl: str = "auto") -> Array:
-    """Stride-2 3x3 transposed convolution (x2 upscale), kernel HWIO (3, 3, Cin, Cout) (``impl``: see ``_as_gemm``)."""
+def _conv_up_cpu(u: Array, kernel: Array, impl: str = "auto") -> Array:
+    """``conv_up``'s CPU formulation: forward by width (phases or dilated), hand-written VJP."""
     return _conv_up_forward(u, kernel, impl)
 
 
@@ -164,7 +187,20 @@ def _conv_up_bwd(impl: str, res, g: Array):
     return _conv_up_grads(*res, g, impl)
 
 
-conv_up.defvjp(_conv_up_fwd, _conv_up_bwd)
+_conv_up_cpu.defvjp(_conv_up_fwd, _conv_up_bwd)
+
+
+def conv_up(u: Array, kernel: Array, impl: str = "auto") -> Array:
+    """Stride-2 3x3 transposed convolution (x2 upscale), kernel HWIO (3, 3, Cin, Cout).
+
+    On CPU the tuned formulation (module docstring; ``impl`` as for ``conv2d``),
+    elsewhere ``conv_up_dilated`` differentiated by JAX; ``impl="gemm"`` runs the
+    GEMM formulation on every platform.
+    """
+    _check_impl(impl)
+    if impl == "gemm":
+        return _conv_up_cpu(u, kernel, impl)
+    return on_cpu(lambda a, k: _conv_up_cpu(a, k, impl), conv_up_dilated, u, kernel)
 
 
 # --------------------------------------------------------------------------- instance norm
@@ -233,15 +269,8 @@ def _nrcu_forward(parts, kernel, instance_norm, eps, impl):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def norm_relu_conv_up(parts: tuple[Array, ...], kernel: Array, instance_norm: bool = True, eps: float = IN_EPS,
-                      impl: str = "auto") -> Array:
-    """``conv_up(ReLU(IN(concat(parts, -1))), kernel)`` in one fused op (IN optional).
-
-    IN is per channel, so the statistics of each part are its own; the parts
-    are never concatenated before normalisation, and the backward pass reuses
-    the block states (``parts``) and the conv input ``u`` instead of the
-    intermediates autodiff would keep.
-    """
+def _nrcu_cpu(parts: tuple[Array, ...], kernel: Array, instance_norm: bool, eps: float, impl: str) -> Array:
+    """``norm_relu_conv_up``'s CPU formulation: per-part statistics, fused concatenation, hand-written VJP."""
     return _nrcu_forward(parts, kernel, instance_norm, eps, impl)[0]
 
 
@@ -260,7 +289,31 @@ def _nrcu_bwd(instance_norm, eps, impl, res, g):
     return tuple(dparts), dk
 
 
-norm_relu_conv_up.defvjp(_nrcu_fwd, _nrcu_bwd)
+_nrcu_cpu.defvjp(_nrcu_fwd, _nrcu_bwd)
+
+
+def _nrcu_plain(parts: tuple[Array, ...], kernel: Array, instance_norm: bool, eps: float) -> Array:
+    """The same map as plain ops: normalise each part, concatenate, ``conv_up_dilated`` (JAX differentiates it)."""
+    u = jnp.concatenate([_norm_relu(x, _in_stats(x, eps) if instance_norm else None, kernel.dtype) for x in parts], -1)
+    return conv_up_dilated(u, kernel)
+
+
+def norm_relu_conv_up(parts: tuple[Array, ...], kernel: Array, instance_norm: bool = True, eps: float = IN_EPS,
+                      impl: str = "auto") -> Array:
+    """``conv_up(ReLU(IN(concat(parts, -1))), kernel)`` in one fused op (IN optional).
+
+    IN is per channel, so the statistics of each part are its own. On CPU the
+    parts are never concatenated before normalisation, and the backward pass
+    reuses the block states (``parts``) and the conv input ``u`` instead of the
+    intermediates autodiff would keep; elsewhere it is the plain chain
+    (``impl="gemm"``: the fused GEMM formulation on every platform).
+    """
+    _check_impl(impl)
+    parts = tuple(parts)
+    if impl == "gemm":
+        return _nrcu_cpu(parts, kernel, instance_norm, eps, impl)
+    return on_cpu(lambda ps, k: _nrcu_cpu(ps, k, instance_norm, eps, impl),
+                  lambda ps, k: _nrcu_plain(ps, k, instance_norm, eps), parts, kernel)
 
 
 class NormReLU(nn.Module):

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bppjax.models.backend import on_cpu
 from bppjax.models.flux import flux_unit_step
 
 Array = jax.Array
@@ -102,9 +103,20 @@ def _block_backward(update: UpdateFn, project: ProjectFn, params: Params, h_next
 
 
 def _after(tree: Any, deps: Any = None) -> Any:
-    """``tree`` unchanged in value, in buffers of its own, computed after ``deps`` as far as XLA can tell.
+    """``tree`` unchanged in value, computed after ``deps`` (after ``tree`` itself when ``deps`` is None).
 
-    Two XLA:CPU habits defeat rematerialisation, and this undoes both:
+    On other platforms this is ``lax.optimization_barrier`` over both. On
+    CPU, two XLA:CPU habits defeat rematerialisation, and ``_after_cpu`` undoes both.
+    """
+    return on_cpu(_after_cpu, _after_barrier, tree, deps)
+
+
+def _after_barrier(tree: Any, deps: Any) -> Any:
+    return lax.optimization_barrier((tree, deps))[0]
+
+
+def _after_cpu(tree: Any, deps: Any) -> Any:
+    """``tree`` in buffers of its own, computed after ``deps`` as far as XLA:CPU can tell.
 
     * ``lax.optimization_barrier`` is expanded away before common-subexpression
       elimination, which then merges the backward pass's recomputation with the
