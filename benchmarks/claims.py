@@ -256,7 +256,7 @@ def score_sr(loaded, scale: int, datasets: Sequence[str] | None = None) -> dict[
     from bppjax.evaluation import evaluate
 
     datasets = BENCHMARKS if datasets is None else datasets
-    res = evaluate({scale: loaded.enhance}, [SHARED / d for d in datasets], [scale], progress=False, per_image=True)
+    res = evaluate({scale: loaded}, [SHARED / d for d in datasets], [scale], progress=False, per_image=True)
     return {d: {"psnr": r[scale]["psnr"], "ssim": r[scale]["ssim"], "psnr_per_image": r[scale]["psnr_per_image"]}
             for d, r in res.items()}
 

@@ -12,6 +12,9 @@ A method is an ``EnhanceFn``: ``f(x) -> y`` with x and y float32 (H, W, 3)
 arrays in [0, 1], no batch axis, y the same shape as x. Bicubic is the
 identity (its output is the network input itself); a trained model plugs in
 the same way, and ``self_ensemble(f)`` averages f over the 8 flips/rotations.
+A method with ``f.input_space == "lr"`` (a ``LoadedModel`` of a model that
+takes the LR image, ``bppjax.models.input_space``) is given the LR image
+instead and returns the HR-sized output.
 """
 
 from __future__ import annotations
@@ -75,18 +78,27 @@ def self_ensemble(enhance_fn: EnhanceFn) -> EnhanceFn:
     convolutional network does). Output is float32.
     """
 
+    space = method_input_space(enhance_fn)
+
     def ensembled(x: np.ndarray) -> np.ndarray:
-        total = np.zeros(x.shape, dtype=np.float64)
+        total = None
         for t in range(8):
             xt = np.ascontiguousarray(dihedral(x, t))
             y = np.asarray(enhance_fn(xt))
-            if y.shape != xt.shape:
+            if space == "upscaled" and y.shape != xt.shape:
                 raise ValueError(f"enhance_fn returned shape {y.shape} for an input of shape {xt.shape}")
-            total += undo_dihedral(y, t)
+            y = undo_dihedral(y, t).astype(np.float64)
+            total = y if total is None else total + y
         return (total / 8).astype(np.float32)
 
     ensembled.__name__ = f"self_ensemble({getattr(enhance_fn, '__name__', 'enhance_fn')})"
+    ensembled.input_space = space  # type: ignore[attr-defined]
     return ensembled
+
+
+def method_input_space(enhance_fn: EnhanceFn) -> str:
+    """What an ``EnhanceFn`` takes: ``"lr"`` if it says so (``f.input_space``), else the bicubic-upscaled image."""
+    return getattr(enhance_fn, "input_space", "upscaled")
 
 
 def undo_dihedral(y: np.ndarray, t: int) -> np.ndarray:
@@ -113,7 +125,7 @@ def method_for(
     if checkpoint:
         from bppjax.workdir import load_model  # local: Orbax
 
-        fn, name = load_model(checkpoint, overrides).enhance, Path(checkpoint).name
+        fn, name = load_model(checkpoint, overrides), Path(checkpoint).name  # a LoadedModel is an EnhanceFn
     else:
         name = method or "bicubic"
         if name not in METHODS:
@@ -203,10 +215,11 @@ def _score_image(
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Degrades, enhances and scores one image; returns the float output too."""
     sample = sr_input(hr, scale)
-    x = to_float32(sample.net_input)
+    lr = method_input_space(fn) == "lr"
+    x = to_float32(sample.lr if lr else sample.net_input)
     y = np.asarray(fn(x))
-    if y.shape != x.shape:
-        raise ValueError(f"{path}: method returned shape {y.shape}, expected the input shape {x.shape}")
+    if y.shape != sample.hr.shape:
+        raise ValueError(f"{path}: method returned shape {y.shape}, expected {sample.hr.shape} (the {'HR' if lr else 'input'} shape)")
     if not np.issubdtype(y.dtype, np.floating):
         raise ValueError(f"{path}: method must return float32 in [0, 1], got dtype {y.dtype}")
     if not np.isfinite(y).all():

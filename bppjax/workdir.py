@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
 from bppjax.overrides import apply_overrides
+from bppjax.models import input_space, output_scale
 from bppjax.models.presets import build_model
 
 CONFIG_FILE = "config.json"
@@ -63,10 +64,19 @@ class LoadedModel:
 
     @property
     def patch(self) -> int | None:
-        """The training patch side (``config.data.patch``), if the config records one."""
+        """The training patch side in the model's input pixels (``config.data.patch``, over the factor for an LR-input model)."""
         data = self.config.get("data") if hasattr(self.config, "get") else None
         value = data.get("patch") if data is not None and hasattr(data, "get") else None
-        return int(value) if value else None
+        return max(1, int(value) // output_scale(self.model)) if value else None
+
+    @property
+    def input_space(self) -> str:
+        """The image the model takes (``bppjax.models.input_space``): ``"upscaled"`` or ``"lr"``."""
+        return input_space(self.model)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """``enhance``: a LoadedModel is an ``EnhanceFn`` of ``bppjax.evaluation`` (it says its ``input_space``)."""
+        return self.enhance(image)
 
     def enhance(self, image: np.ndarray, mode: str = "auto") -> np.ndarray:
         """One float (H, W, 3) image through the network by tiles of the training patch (``bppjax.tiling``)."""
