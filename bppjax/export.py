@@ -356,7 +356,7 @@ def load(spec: Any, overrides: Sequence[str] = ()) -> tuple[Any, str, dict[str, 
         return spec, "model", None
     try:
         loaded = load_model(spec, overrides)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # a missing workdir, an unknown zoo name, a bad override
         raise ExportError(f"{e}") from None
     if zoo.is_zoo_name(spec):
         return loaded, str(spec), zoo.card(str(spec))

@@ -1,0 +1,119 @@
+"""ONNX and StableHLO export (bppjax.export): padding, platform-free tracing, parity for every zoo model, bad input."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bppjax
+from bppjax import export as ex
+from bppjax import zoo
+from bppjax.models.padding import pad_batch_to_multiple
+
+ZOO = zoo.names()
+
+
+@pytest.mark.parametrize("size", [(8, 8), (9, 13), (15, 10), (4, 7)])
+def test_pad_to_multiple_matches_the_model_padding(size):
+    x = jnp.asarray(np.random.default_rng(0).random((2, *size, 3), dtype=np.float32))
+    np.testing.assert_array_equal(ex.pad_to_multiple(x, 4), pad_batch_to_multiple(x, 4))
+
+
+def test_platform_free_keeps_the_output_and_drops_platform_choices():
+    m = bppjax.pretrained("bpp-sr-x2")
+    fn = ex.network_function(m.model, m.params)
+    spec = ex.input_spec(m.model)
+    names = lambda f: {e.primitive.name for e in jax.make_jaxpr(f)(spec).jaxpr.eqns}  # noqa: E731
+    plain = ex.platform_free(fn, spec)
+    assert "platform_index" not in names(plain) and "cond" not in names(plain)
+    x = np.random.default_rng(1).random((1, 21, 18, 3), dtype=np.float32)
+    want = np.asarray(m.model.apply({"params": m.params}, x))
+    got = jax.export.export(jax.jit(plain), platforms=["cpu"])(spec).call(x)  # the plain ops, run by XLA:CPU
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_stablehlo_export_of_every_zoo_model_matches_jax(name, tmp_path):
+    out = tmp_path / f"{name}.stablehlo"
+    result = ex.export_model(name, "stablehlo", out)
+    assert result.max_abs_diff <= ex.STABLEHLO_TOLERANCE
+    # Loads back with jax.export alone, at sizes the check did not use (odd, non-square, batch 3).
+    exported = jax.export.deserialize(bytearray(out.read_bytes()))
+    m = bppjax.pretrained(name)
+    for shape in [(1, 27, 31, 3), (3, 16, 12, 3)]:
+        x = np.random.default_rng(2).random(shape, dtype=np.float32)
+        got = np.asarray(exported.call(x))
+        assert got.shape == shape
+        assert np.max(np.abs(got - np.asarray(m.model.apply({"params": m.params}, x)))) <= ex.STABLEHLO_TOLERANCE
+    card = json.loads(result.sidecar.read_text())
+    assert card["weights_sha256"] == zoo.card(name)["sha256"] == zoo.sha256(zoo.weights_path(name))
+    assert card["name"] == name and card["input_space"] == "upscaled" and card["layout"] == "NHWC"
+    assert json.loads(card["scores"]) == zoo.card(name)["evaluation"]["results"]
+
+
+def test_stablehlo_fixed_tile(tmp_path):
+    out = tmp_path / "x2.stablehlo"
+    result = ex.export_model("bpp-sr-x2", "stablehlo", out, tile=24)
+    exported = jax.export.deserialize(bytearray(out.read_bytes()))
+    assert exported.in_avals[0].shape[1:] == (24, 24, 3)
+    assert result.metadata["shape"] == "fixed" and result.checked_shapes == ((1, 24, 24, 3), (2, 24, 24, 3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO)
+def test_onnx_export_of_every_zoo_model_matches_jax_in_onnxruntime(name, tmp_path):
+    pytest.importorskip("jax2onnx", reason="jax2onnx is not installed (pip install 'bppjax[dev]')")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'bppjax[dev]')")
+    out = tmp_path / f"{name}.onnx"
+    result = ex.export_model(name, "onnx", out)
+    assert result.max_abs_diff <= ex.ONNX_TOLERANCE
+    run = ex.onnx_runner(out)
+    m = bppjax.pretrained(name)
+    for shape in [(1, 27, 31, 3), (2, 16, 12, 3)]:  # sizes the export's own check did not use
+        x = np.random.default_rng(3).random(shape, dtype=np.float32)
+        got = run(x)
+        assert got.shape == shape
+        assert np.max(np.abs(got - np.asarray(m.model.apply({"params": m.params}, x)))) <= ex.ONNX_TOLERANCE
+    meta = ex.read_onnx_metadata(out)
+    assert meta["weights_sha256"] == zoo.card(name)["sha256"]
+    assert meta["name"] == name and meta["layout"] == "NCHW" and meta["input_space"] == "upscaled"
+    assert meta["training_data"] == "T91,BSDS200" and json.loads(meta["scores"]) == zoo.card(name)["evaluation"]["results"]
+    assert int(meta["multiple"]) == m.model.multiple and int(meta["tile"]) > 0
+
+
+def _cli(capsys, *argv):
+    code = ex.main(list(argv))
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def test_cli_unknown_model_lists_the_valid_ones(capsys, tmp_path):
+    code, err = _cli(capsys, "bpp-sr-x9", "--format", "onnx", "--out", str(tmp_path / "a.onnx"))
+    assert code == 2 and len(err) == 1 and "bpp-sr-x9" in err[0] and all(n in err[0] for n in ZOO)
+    code, err = _cli(capsys, str(tmp_path / "no_such_run"), "--format", "onnx", "--out", str(tmp_path / "a.onnx"))
+    assert code == 2 and len(err) == 1 and "no_such_run" in err[0]
+
+
+def test_cli_unsupported_format_and_architecture(capsys, tmp_path):
+    code, err = _cli(capsys, "bpp-sr-x2", "--format", "tflite", "--out", str(tmp_path / "a.tflite"))
+    assert code == 2 and len(err) == 1 and "'tflite'" in err[0] and "onnx" in err[0]
+    code, err = _cli(capsys, "bpp-sr-x2", "--format", "onnx", "--out", str(tmp_path / "a.onnx"), "--config", "model.kind=ode")
+    assert code == 2 and len(err) == 1 and "BPPODE" in err[0]
+    assert not (tmp_path / "a.onnx").exists()
+
+
+def test_cli_unwritable_output_names_the_path(capsys, tmp_path):
+    bad = tmp_path / "missing_folder" / "x.onnx"
+    code, err = _cli(capsys, "bpp-sr-x2", "--format", "onnx", "--out", str(bad))
+    assert code == 2 and len(err) == 1 and str(bad) in err[0]
+    code, err = _cli(capsys, "bpp-sr-x2", "--format", "stablehlo", "--out", str(tmp_path))
+    assert code == 2 and len(err) == 1 and str(tmp_path) in err[0]
+
+
+def test_cli_reports_the_measured_difference(capsys, tmp_path):
+    out = tmp_path / "x2.stablehlo"
+    assert ex.main(["bpp-sr-x2", "--format", "stablehlo", "--out", str(out), "--tile", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs difference" in printed and str(out) in printed and out.is_file()
