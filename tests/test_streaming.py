@@ -175,3 +175,30 @@ def test_npy_folder_streams_the_same_batches(tmp_path):
         np.testing.assert_array_equal(mem.batch_at(step)["input"], st.batch_at(step)["input"])
         np.testing.assert_array_equal(mem.batch_at(step)["target"], st.batch_at(step)["target"])
     st.close()
+
+
+@pytest.mark.parametrize("min_std", [0.0, 0.05])
+def test_each_host_cuts_only_its_share(tmp_path, min_std):
+    from bppjax.data.sampler import local_slice
+
+    folder = _folder(tmp_path, [(61, 83), (75, 50), (90, 97)])
+    c = _data(folder, (2,), 12, min_std=min_std)
+    mem = build_sampler(c, seed=4)
+    c.train.stream = True
+    st = build_sampler(c, seed=4)
+    calls = []
+    counting = StreamingSampler(st.pairs, 12, 6, seed=4, min_std=min_std, prefetch=0,
+                                read=lambda key: calls.append(key) or st.read(key))
+    for step in (0, 3):
+        whole = mem.batch_at(step)
+        for i in range(3):
+            want = local_slice(whole, i, 3)
+            for sampler in (mem, st, counting):
+                got = sampler.local_batch(step, i, 3)
+                np.testing.assert_array_equal(got["input"], want["input"])
+                np.testing.assert_array_equal(got["target"], want["target"])
+    if min_std == 0:  # 2 patches a host: at most 2 decodes per call, never the whole batch's 6
+        assert len(calls) <= 2 * 2 * 3
+    with pytest.raises(ValueError, match="not divisible by the number of hosts"):
+        mem.local_batch(0, 0, 4)
+    st.close()

@@ -89,21 +89,48 @@ class PatchSampler:
         r = self._ratio(pair)
         return pair.input[y // r : (y + self.patch) // r, x // r : (x + self.patch) // r]
 
+    def _pick(self, rng: np.random.Generator) -> tuple[Any, int, int]:
+        """One random pair and aligned crop offset (y, x) in target pixels."""
+        P = self.patch
+        pair = self.pairs[rng.integers(len(self.pairs))]
+        a = pair.scale if self.align else self._ratio(pair)  # an LR input needs offsets on its grid
+        H, W = pair.shape
+        y = int(rng.integers((H - P) // a + 1)) * a
+        x = int(rng.integers((W - P) // a + 1)) * a
+        return pair, y, x
+
     def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        P, thresh = self.patch, self.min_std * self.peak
+        thresh = self.min_std * self.peak
         for attempt in range(self.max_tries + 1):
-            pair = self.pairs[rng.integers(len(self.pairs))]
-            a = pair.scale if self.align else self._ratio(pair)  # an LR input needs offsets on its grid
-            H, W = pair.shape
-            y = int(rng.integers((H - P) // a + 1)) * a
-            x = int(rng.integers((W - P) // a + 1)) * a
+            pair, y, x = self._pick(rng)
             tgt = self._target(pair, y, x)
             if thresh <= 0 or attempt == self.max_tries or float(tgt.std()) >= thresh:
                 return self._input(pair, y, x), tgt
 
     def batch_at(self, step: int) -> Batch:
         """Global batch number ``step``: ``{"input", "target"}``, (batch, patch, patch, 3) (the input patch/r for an LR input)."""
+        return self._make(step, 0, 1)
+
+    def local_batch(self, step: int, process_index: int, process_count: int) -> Batch:
+        """This host's share of global batch ``step``: ``local_slice(batch_at(step), ...)``.
+
+        Without ``min_std`` the crops do not depend on the pixels, so only this
+        host's patches are cut (what matters when they are decoded on demand).
+        """
+        return self._make(step, process_index, process_count)
+
+    def _make(self, step: int, index: int, count: int) -> Batch:
         rng = np.random.default_rng([int(self.seed), int(step)])
+        if count > 1 and self.min_std <= 0:
+            if self.batch % count:
+                raise ValueError(f"data.batch={self.batch} is not divisible by the number of hosts ({count})")
+            draws = [(*self._pick(rng), int(rng.integers(8)) if self.augment else 0) for _ in range(self.batch)]
+            k = self.batch // count
+            xs, ys = [], []
+            for pair, y, x, t in draws[index * k : (index + 1) * k]:
+                xs.append(dihedral(self._input(pair, y, x), t))
+                ys.append(dihedral(self._target(pair, y, x), t))
+            return {"input": np.stack(xs), "target": np.stack(ys)}
         xs, ys = [], []
         for _ in range(self.batch):
             x, y = self._draw(rng)
@@ -112,7 +139,8 @@ class PatchSampler:
                 x, y = dihedral(x, t), dihedral(y, t)
             xs.append(x)
             ys.append(y)
-        return {"input": np.stack(xs), "target": np.stack(ys)}
+        batch = {"input": np.stack(xs), "target": np.stack(ys)}
+        return local_slice(batch, index, count) if count > 1 else batch
 
     def iterate(self, start: int = 0) -> Iterator[Batch]:
         """Batches ``start, start + 1, ...``."""

@@ -203,9 +203,6 @@ class StreamingSampler(PatchSampler):
         (y0, y1), (x0, x1) = p.window
         return degrade_window(self._image(pair)[y0:y1, x0:x1], p)
 
-    def _compute(self, step: int) -> Batch:
-        return PatchSampler.batch_at(self, step)
-
     def _pool(self) -> ThreadPoolExecutor:
         st = self._state
         if st["pool"] is None:
@@ -215,20 +212,24 @@ class StreamingSampler(PatchSampler):
 
     def batch_at(self, step: int) -> Batch:
         """Global batch number ``step`` (as ``PatchSampler.batch_at``); starts computing the next ``prefetch``."""
-        step = int(step)
+        return self.local_batch(step, 0, 1)
+
+    def local_batch(self, step: int, process_index: int, process_count: int) -> Batch:
+        """This host's share of batch ``step`` (as ``PatchSampler.local_batch``), computed ahead in the workers."""
+        step, part = int(step), (int(process_index), int(process_count))
         if self.prefetch <= 0:
-            return self._compute(step)
+            return self._make(step, *part)
         st = self._state
         with st["lock"]:
-            futures: dict[int, Future] = st["futures"]
-            wanted = range(step, step + int(self.prefetch) + 1)
-            for k in [k for k in futures if k not in wanted]:
-                futures.pop(k).cancel()
+            futures: dict[tuple[int, tuple[int, int]], Future] = st["futures"]
+            wanted = {(k, part) for k in range(step, step + int(self.prefetch) + 1)}
+            for key in [key for key in futures if key not in wanted]:
+                futures.pop(key).cancel()
             pool = self._pool()
-            for k in wanted:
-                if k not in futures:
-                    futures[k] = pool.submit(self._compute, k)
-            mine = futures.pop(step)
+            for k in range(step, step + int(self.prefetch) + 1):
+                if (k, part) not in futures:
+                    futures[k, part] = pool.submit(self._make, k, *part)
+            mine = futures.pop((step, part))
         return mine.result()
 
     def close(self) -> None:
