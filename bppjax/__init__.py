@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "LoadedModel": "bppjax.workdir", "load_model": "bppjax.workdir", "save_model": "bppjax.workdir",
     "pretrained": "bppjax.zoo",
+    "export_model": "bppjax.export",
     "train_and_evaluate": "bppjax.training.loop", "default_config": "bppjax.training.config",
     "load_config_file": "bppjax.training.config",
     "BPPODE": "bppjax.models.ode",

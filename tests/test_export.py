@@ -1,6 +1,8 @@
 """ONNX and StableHLO export (bppjax.export): padding, platform-free tracing, parity for every zoo model, bad input."""
 
 import json
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +12,12 @@ import pytest
 import bppjax
 from bppjax import export as ex
 from bppjax import zoo
+from bppjax.image.resize import imresize
 from bppjax.models.padding import pad_batch_to_multiple
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+if EXAMPLES.is_dir() and str(EXAMPLES) not in sys.path:
+    sys.path.append(str(EXAMPLES))
 
 ZOO = zoo.names()
 
@@ -81,6 +88,14 @@ def test_onnx_export_of_every_zoo_model_matches_jax_in_onnxruntime(name, tmp_pat
     assert meta["name"] == name and meta["layout"] == "NCHW" and meta["input_space"] == "upscaled"
     assert meta["training_data"] == "T91,BSDS200" and json.loads(meta["scores"]) == zoo.card(name)["evaluation"]["results"]
     assert int(meta["multiple"]) == m.model.multiple and int(meta["tile"]) > 0
+    if name == "bpp-sr-x2":  # examples/onnx_enhance.py: ONNX Runtime by the library's tiles = LoadedModel.enhance
+        example = pytest.importorskip("onnx_enhance", reason="examples/ is not next to tests/")
+        import onnxruntime as ort
+
+        image = np.random.default_rng(4).random((60, 70, 3), dtype=np.float32)
+        got = example.enhance(ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]), image)
+        want = m.enhance(imresize(image, 2.0))
+        assert got.shape == want.shape == (120, 140, 3) and np.max(np.abs(got - want)) <= ex.ONNX_TOLERANCE
 
 
 def _cli(capsys, *argv):
