@@ -4,8 +4,8 @@ Each file is read with its orientation, alpha, ICC profile and EXIF data
 (``bppjax.image.read_photo``), enhanced by ``bppjax.inference`` and written in
 its own format and bit depth; every failure of one file is recorded in its
 ``Outcome`` while the others go on. The files go through three stages on
-three threads, so that reading and the bicubic pre-upscale of the next image
-and the encoding of the previous one overlap the network's work on the
+their own threads, so that reading and the bicubic pre-upscale of the next
+image and the encoding of the previous one overlap the network's work on the
 current one; at most three images are held at once. ``python -m
 bppjax.enhance`` is the command line over this module (docs/ENHANCE.md).
 """
@@ -137,7 +137,8 @@ def enhance_files(
     ``describe_error``, default ``Type: message``) and the next file is
     processed; with ``reraise`` an unexpected error raises instead.
 
-    Reading and pre-upscaling image i+1 and writing image i-1 run on two worker
+    Reading image i+1 (its bicubic pre-upscale computed by bands on a thread of
+    its own, ``inference.StreamedImage``) and writing image i-1 run on worker
     threads while the network runs on image i; when the tiling has one fixed
     shape (``TileSpec.fixed_shape``) the network is compiled on a worker
     thread while the first image is read. The outcomes are in the order of ``jobs``.
@@ -162,7 +163,7 @@ def enhance_files(
             return Outcome(job.source, job.target, size_in=size_in, error=describe_error(e))
 
     def read(job: Job) -> _Read | Outcome:
-        return guarded(job, lambda: _read_one(job, model, scale, max_memory_gb, log))
+        return guarded(job, lambda: _read_one(job, model, scale, max_memory_gb, not self_ensemble, log))
 
     def write(item: _Read, out: np.ndarray, seconds: float, tiles: int, network_seconds: float) -> Outcome:
         outcome = guarded(item.job, lambda: _write_one(item, out, factor, depth, quality, seconds, tiles, log),
@@ -231,7 +232,7 @@ class _Read:
     seconds: float
 
 
-def _read_one(job: Job, model: nn.Module, scale: float | None, max_memory_gb: float | None,
+def _read_one(job: Job, model: nn.Module, scale: float | None, max_memory_gb: float | None, stream: bool,
               log: Callable[[str], None]) -> _Read | Outcome:
     t0 = time.perf_counter()
     try:
@@ -240,7 +241,7 @@ def _read_one(job: Job, model: nn.Module, scale: float | None, max_memory_gb: fl
         log(f"skipped {job.source}: {e}")
         return Outcome(job.source, job.target, error=str(e))
     try:
-        prepared = network_input(photo.samples, model, scale=scale, max_memory_gb=max_memory_gb)
+        prepared = network_input(photo.samples, model, scale=scale, max_memory_gb=max_memory_gb, stream=stream)
     except (ValueError, MemoryError) as e:  # e.g. too large an output
         log(f"skipped {job.source}: {e}")
         return Outcome(job.source, job.target, size_in=photo.samples.shape[:2], error=str(e))

@@ -5,15 +5,18 @@
 bicubic enlargement by any factor; for one that takes the low-resolution image,
 the image itself) and runs the network by overlapping tiles
 (``restore``, ``bppjax.tiling``), so memory is bounded on any image size.
-The two stages are separate so that a caller can prepare the next image while
-the network works on this one (``bppjax.files`` does, for image files).
+The enlargement is computed by bands on a worker thread while the network
+starts on the top rows (``StreamedImage``), and the two stages are separate
+so that a caller can prepare the next image while the network works on this
+one (``bppjax.files`` does, for image files).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence
+import threading
+from typing import Any, Iterator, Sequence
 
 import flax.linen as nn
 import numpy as np
@@ -21,6 +24,7 @@ import numpy as np
 from bppjax import tiling
 from bppjax.image.io import to_float32
 from bppjax.image.resize import imresize, output_shape_for
+from bppjax.image.resize_bands import imresize_bands
 from bppjax.models import input_space, output_scale
 
 PyTree = Any
@@ -57,6 +61,48 @@ def check_output_size(shape: Sequence[int], scale: float | None, max_memory_gb: 
     return h, w
 
 
+class StreamedImage:
+    """An (H, W, C) float32 image written band by band on a worker thread; readers wait for the rows they need.
+
+    ``bppjax.tiling.tiled_apply`` takes one: its first tiles go through the
+    network while the rows below are still being computed (the bicubic
+    pre-upscale, ``bppjax.image.resize_bands``). An error while writing is
+    raised to whoever waits.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], bands: Iterator[tuple[int, np.ndarray]]):
+        self.array = np.empty(shape, np.float32)
+        self.shape = self.array.shape
+        self._rows, self._error = 0, None
+        self._written = threading.Condition()
+        self._thread = threading.Thread(target=self._fill, args=(bands,), name="bppjax-upscale", daemon=True)
+        self._thread.start()
+
+    def _fill(self, bands: Iterator[tuple[int, np.ndarray]]) -> None:
+        try:
+            for first, band in bands:
+                self.array[first : first + len(band)] = band
+                with self._written:
+                    self._rows = first + len(band)
+                    self._written.notify_all()
+        except BaseException as e:  # noqa: BLE001 - handed to the reader
+            with self._written:
+                self._error = e
+                self._written.notify_all()
+
+    def wait(self, rows: int) -> None:
+        """Blocks until the first ``rows`` rows are written; raises the writer's error."""
+        with self._written:
+            self._written.wait_for(lambda: self._rows >= min(rows, self.shape[0]) or self._error is not None)
+        if self._error is not None:
+            raise self._error
+
+    def result(self) -> np.ndarray:
+        """The whole image, once written."""
+        self.wait(self.shape[0])
+        return self.array
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkInput:
     """One image as the network takes it.
@@ -64,19 +110,24 @@ class NetworkInput:
     Attributes:
       pixels: (H, W, 3) float32 in [0, 1]: the bicubic-enlarged image for a model
         that takes the upscaled image, the image itself for one that takes the
-        low-resolution image (``bppjax.models.input_space``).
+        low-resolution image (``bppjax.models.input_space``); a ``StreamedImage``
+        while the enlargement is still being computed.
       grey: the image had one channel (repeated to three; the output is averaged back).
       ndim: the number of dimensions of the image as given (2 or 3).
     """
 
-    pixels: np.ndarray
+    pixels: np.ndarray | StreamedImage
     grey: bool
     ndim: int
 
 
 def network_input(image: np.ndarray, model: nn.Module, *, scale: float | None = None,
-                  max_memory_gb: float | None = None) -> NetworkInput:
+                  max_memory_gb: float | None = None, stream: bool = False) -> NetworkInput:
     """The first stage of ``enhance``: checks the image and prepares the network's input.
+
+    With ``stream`` the bicubic enlargement is computed by bands on a worker
+    thread (``StreamedImage``; bit-identical to the whole-image resize) and this
+    returns at once.
 
     Raises:
       ValueError: a shape that is not an image, NaN/Inf values, a scale that is
@@ -92,7 +143,13 @@ def network_input(image: np.ndarray, model: nn.Module, *, scale: float | None = 
         raise ValueError(f"scale {scale:g} differs from the model's own factor {output_scale(model)} "
                          "(a model that takes the low-resolution image enlarges by its training scale only)")
     check_output_size(arr.shape, scale if input_space(model) == "upscaled" else output_scale(model), max_memory_gb)
-    if input_space(model) == "upscaled" and scale is not None and scale != 1:
+    resize = input_space(model) == "upscaled" and scale is not None and scale != 1
+    floating = np.issubdtype(arr.dtype, np.floating)
+    if resize and stream:
+        (h, w), bands = imresize_bands(arr, float(scale))
+        rgb = ((first, _rgb(band, floating)) for first, band in bands)
+        return NetworkInput(StreamedImage((h, w, 3), rgb), arr.ndim == 2 or arr.shape[-1] == 1, arr.ndim)
+    if resize:
         arr = imresize(arr, float(scale))
     x = to_float32(arr)
     grey = x.ndim == 2 or x.shape[-1] == 1
@@ -100,6 +157,15 @@ def network_input(image: np.ndarray, model: nn.Module, *, scale: float | None = 
     if np.issubdtype(np.asarray(image).dtype, np.floating) and not np.isfinite(x).all():
         raise ValueError("image contains NaN or Inf values")
     return NetworkInput(np.ascontiguousarray(x), grey, np.asarray(image).ndim)
+
+
+def _rgb(band: np.ndarray, floating: bool) -> np.ndarray:
+    """A band of the enlarged image as float32 RGB (grey repeated); ValueError for NaN or Inf in a float image."""
+    x = to_float32(band)
+    x = np.repeat(x.reshape(x.shape[0], x.shape[1], 1), 3, axis=-1) if x.ndim == 2 or x.shape[-1] == 1 else x
+    if floating and not np.isfinite(x).all():
+        raise ValueError("image contains NaN or Inf values")
+    return x
 
 
 def restore(
@@ -115,14 +181,16 @@ def restore(
     apply_fn = tiling.make_apply_fn(model, params)
     multiple, scale = int(getattr(model, "multiple", 1)), output_scale(model)
 
-    def run(img: np.ndarray) -> np.ndarray:
-        return tiling.tiled_apply(apply_fn, np.ascontiguousarray(img), spec, multiple=multiple, progress=progress, scale=scale)
+    def run(img: np.ndarray | StreamedImage) -> np.ndarray:
+        img = img if isinstance(img, StreamedImage) else np.ascontiguousarray(img)
+        return tiling.tiled_apply(apply_fn, img, spec, multiple=multiple, progress=progress, scale=scale)
 
     if self_ensemble:
         from bppjax.evaluation import self_ensemble as x8  # local: evaluation imports tqdm and the metrics
 
         run = x8(run)
-    y = np.asarray(run(prepared.pixels), np.float32)
+    pixels = prepared.pixels.result() if self_ensemble and isinstance(prepared.pixels, StreamedImage) else prepared.pixels
+    y = np.asarray(run(pixels), np.float32)
     y = y if y.flags.writeable else y.copy()
     np.clip(y, 0.0, 1.0, out=y)  # in place: an 8K float image is 400 MB
     if prepared.grey:
@@ -167,10 +235,10 @@ def enhance(
     Returns:
       float32 in [0, 1], (H', W') or (H', W', C) with the input's channel count.
     """
-    prepared = network_input(image, model, scale=scale, max_memory_gb=max_memory_gb)
+    prepared = network_input(image, model, scale=scale, max_memory_gb=max_memory_gb, stream=not self_ensemble)
     spec = tiling.resolve_spec(model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=patch)
     return restore(prepared, model, params, spec, self_ensemble=self_ensemble, progress=progress)
 
 
-__all__ = ["BYTES_PER_OUTPUT_PIXEL", "NetworkInput", "check_output_size", "default_memory_budget_gb", "enhance",
+__all__ = ["BYTES_PER_OUTPUT_PIXEL", "NetworkInput", "StreamedImage", "check_output_size", "default_memory_budget_gb", "enhance",
            "network_input", "restore"]

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bppjax.models import output_scale
-from bppjax.models.padding import pad_image_to_multiple
+from bppjax.models.padding import reflect_padding
 
 PyTree = Any
 ApplyFn = Callable[[np.ndarray], Any]
@@ -53,10 +53,11 @@ AUTO_OVERLAP = 0.25
 PATCH_OVERLAP = 0.5
 #: Pixels per batch of tiles when ``batch`` is not given (bounds activation memory).
 BATCH_PIXELS = 1 << 18
-#: Tile side of ``mode="fast"`` for models with IN, in training patches (measured in docs/ENHANCE.md).
-FAST_TILE_PATCHES = 1.0
-#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile.
-FAST_OVERLAP = 1 / 6
+#: Tile side of ``mode="fast"`` for models with IN, in training patches: 128 px for 96 px patches. Chosen on the
+#: embedded photographs (``benchmarks/tiling.py quality``; docs/ENHANCE.md): larger tiles lose more than 0.02 dB.
+FAST_TILE_PATCHES = 4 / 3
+#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile (16 px of 128).
+FAST_OVERLAP = 1 / 8
 MODES = ("auto", "fast", "paper", "whole")
 #: The mode of ``bppjax.inference.enhance`` and ``python -m bppjax.enhance``.
 ENHANCE_MODE = "fast"
@@ -343,7 +344,9 @@ def tiled_apply(
     Args:
       apply_fn: maps a float32 batch (B, h, w, C) to a batch (B, scale*h, scale*w, C)
         (e.g. ``make_apply_fn(model, params)``).
-      image: (H, W, C) float array.
+      image: (H, W, C) float array, or an image still being written by bands
+        (an object with the ``array`` and ``wait(rows)`` of ``bppjax.inference.StreamedImage``):
+        each batch waits for the rows its tiles need.
       spec: tile, stride, margin and batch, in input pixels (see ``resolve_spec``).
       multiple: the model's size multiple; tiles start at multiples of it.
       progress: a tqdm-like object with ``update(n)`` (and ``total``), or None.
@@ -355,17 +358,20 @@ def tiled_apply(
     Returns:
       (scale*H, scale*W, C) float32 blended output.
     """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 3:
-        raise ValueError(f"tiled_apply expects one (H, W, C) image; got shape {image.shape}")
+    wait = getattr(image, "wait", None)  # an image still being written by bands (``inference.StreamedImage``)
+    source = image.array if wait is not None else np.asarray(image, dtype=np.float32)
+    if source.ndim != 3:
+        raise ValueError(f"tiled_apply expects one (H, W, C) image; got shape {source.shape}")
     if int(scale) != scale or scale < 1:
         raise ValueError(f"scale={scale} must be a positive integer (the network's output/input size ratio)")
     scale = int(scale)
-    h, w, c = image.shape
-    padded = pad_image_to_multiple(image, multiple)
-    if spec.fixed_shape and spec.tile is not None:
-        padded = _pad_to_at_least(padded, int(spec.tile))
-    plan = plan_tiles(padded.shape[0], padded.shape[1], spec, multiple)
+    h, w, c = source.shape
+    # Padding as indices into the image (reflect to the model's multiple, as the model pads itself,
+    # then up to the tile for a fixed shape): border tiles gather through them, no padded copy is made.
+    at_least = int(spec.tile) if spec.fixed_shape and spec.tile is not None else 0
+    ph, pw = reflect_padding(h, w, multiple)
+    rows, cols = _padded_index(h, ph, at_least), _padded_index(w, pw, at_least)
+    plan = plan_tiles(len(rows), len(cols), spec, multiple)
     out_plan = plan.scaled(scale)
     batch = batch_size(spec, plan.tile_h, plan.tile_w)
     batch = batch if spec.fixed_shape else min(batch, plan.count)
@@ -390,11 +396,18 @@ def tiled_apply(
         if progress is not None:
             progress.update(len(positions))
 
+    def gather(y: int, x: int) -> np.ndarray:
+        if y + plan.tile_h <= h and x + plan.tile_w <= w:
+            return source[y : y + plan.tile_h, x : x + plan.tile_w]
+        return source[np.ix_(rows[y : y + plan.tile_h], cols[x : x + plan.tile_w])]
+
     pending = None
     for positions in _batches(plan.positions(), batch):
         tiles = np.zeros((batch, plan.tile_h, plan.tile_w, c), np.float32)  # fresh: the device may still read the last one
+        if wait is not None:
+            wait(max(int(rows[y : y + plan.tile_h].max()) for y, _ in positions) + 1)
         for k, (y, x) in enumerate(positions):
-            tiles[k] = padded[y : y + plan.tile_h, x : x + plan.tile_w]
+            tiles[k] = gather(y, x)
         result = apply_fn(tiles)  # dispatched asynchronously: blend the previous batch meanwhile
         if pending is not None:
             accumulate(*pending)
@@ -426,12 +439,12 @@ def compile_tiles(model: nn.Module, params: PyTree, spec: TileSpec, channels: in
     return True
 
 
-def _pad_to_at_least(image: np.ndarray, side: int) -> np.ndarray:
-    """Reflect-pad (H, W, C) at the bottom and right up to ``side`` px where it is smaller."""
-    ph, pw = max(0, side - image.shape[0]), max(0, side - image.shape[1])
-    if not (ph or pw):
-        return image
-    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge")
+def _padded_index(length: int, pad: int, at_least: int = 0) -> np.ndarray:
+    """Source index of each position along one padded axis: ``pad`` reflected, then reflected up to ``at_least``."""
+    index = np.arange(length)
+    index = np.pad(index, (0, pad), mode="reflect") if pad else index
+    more = at_least - len(index)
+    return np.pad(index, (0, more), mode="reflect" if len(index) > 1 else "edge") if more > 0 else index
 
 
 def _batches(items: Iterator[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
