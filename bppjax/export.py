@@ -73,6 +73,10 @@ class ExportError(ValueError):
     """A model, format or output path that cannot be exported, or an exported file that fails its check."""
 
 
+class ParityError(ExportError):
+    """An exported file whose output differs from the JAX model's by more than the tolerance (nothing written)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
     """What ``export_model`` wrote: the file, its metadata and the measured max abs difference from JAX."""
@@ -411,7 +415,7 @@ def export_model(
         diff = max_abs_diff(run, reference, random_inputs(shapes))
         tolerance = ONNX_TOLERANCE if format == "onnx" else STABLEHLO_TOLERANCE
         if not diff <= tolerance:
-            raise ExportError(f"the exported {format} model differs from JAX by {diff:.3g} (> {tolerance:g}); nothing written")
+            raise ParityError(f"the exported {format} model differs from JAX by {diff:.3g} (> {tolerance:g}); nothing written")
     sidecar = None
     if format == "onnx":
         _write(out, blob)
@@ -449,13 +453,18 @@ def _parser():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bppjax.cli import command, usage_error
+    import sys
+
+    from bppjax.cli import EXIT_FAILED, command, usage_error
 
     @command
     def run(args_list: Sequence[str]) -> int:
         args = _parser().parse_args(args_list)
         try:
             result = export_model(args.model, args.format, args.out, tile=args.tile, overrides=args.config)
+        except ParityError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_FAILED
         except ExportError as e:
             return usage_error(e)
         shapes = ", ".join("x".join(map(str, s[:3])) for s in result.checked_shapes)
@@ -474,7 +483,7 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "EXPORTABLE", "FORMATS", "ExportError", "ExportResult", "ONNX_TOLERANCE", "STABLEHLO_TOLERANCE", "check_shapes",
+    "EXPORTABLE", "FORMATS", "ExportError", "ExportResult", "ParityError", "ONNX_TOLERANCE", "STABLEHLO_TOLERANCE", "check_shapes",
     "export_model", "input_space", "main", "input_spec", "max_abs_diff", "model_metadata", "network_function", "onnx_runner",
     "pad_to_multiple", "platform_free", "read_onnx_metadata", "stablehlo_runner", "to_onnx", "to_stablehlo",
 ]
