@@ -53,11 +53,11 @@ AUTO_OVERLAP = 0.25
 PATCH_OVERLAP = 0.5
 #: Pixels per batch of tiles when ``batch`` is not given (bounds activation memory).
 BATCH_PIXELS = 1 << 18
-#: Tile side of ``mode="fast"`` for models with IN, in training patches: 128 px for 96 px patches. Chosen on the
-#: embedded photographs (``benchmarks/tiling.py quality``; docs/ENHANCE.md): larger tiles lose more than 0.02 dB.
-FAST_TILE_PATCHES = 4 / 3
-#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile (16 px of 128).
-FAST_OVERLAP = 1 / 8
+#: Tile side of ``mode="fast"`` for models with IN, in training patches. Chosen on the embedded photographs
+#: (``benchmarks/tiling.py quality``; docs/ENHANCE.md): 128 px tiles lose more than 0.02 dB at x4.
+FAST_TILE_PATCHES = 1
+#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile (16 px of 96).
+FAST_OVERLAP = 1 / 6
 MODES = ("auto", "fast", "paper", "whole")
 #: The mode of ``bppjax.inference.enhance`` and ``python -m bppjax.enhance``.
 ENHANCE_MODE = "fast"
