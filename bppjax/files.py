@@ -404,7 +404,8 @@ class _TileCounter:
 def summary(outcomes: Sequence[Outcome]) -> str:
     """Per-image size, tiles and time, then totals.
 
-    The first image of each tile shape includes the network's compilation.
+    An image's seconds are its own reading, network and writing time; the stages
+    of neighbouring images overlap, so their sum can exceed the run's wall time.
     """
     lines = [f"{'image':30s} {'in (WxH)':>11s} {'out (WxH)':>11s} {'tiles':>6s} {'seconds':>8s}"]
     for o in outcomes:
