@@ -9,7 +9,8 @@ Streaming runs twice: from the PNGs, and from the same images converted to
 ``.npy`` (``bppjax.data.streaming.convert_to_npy``). For each configuration a child process builds the ``sr.py:x4`` sampler (HR
 patch 192, batch 16) over the folder and draws ``--steps`` batches; the parent
 reads the child's peak resident memory (``wait4``). Reported: start-up
-seconds, patches/s and HR pixels/s of drawing, peak RSS. The streaming
+seconds, patches/s and HR pixels/s of drawing, patches per CPU-second (all
+threads: the measure least moved by other jobs on the machine), peak RSS. The streaming
 configurations run one after another in the same parent, so their ratios are
 side by side; absolute numbers depend on the machine and its load.
 
@@ -17,8 +18,8 @@ The GPU side is an estimate, not a measurement: the paper preset's training
 step costs 3x its forward FLOPs (``model.macs_per_pixel()``, 2 FLOP a MAC) per
 HR pixel, run at ``--gpu-tflops`` sustained (an assumption: the default 200
 TFLOP/s is about a fifth of an H100/H200's dense bfloat16 peak). That gives the
-patches/s one GPU consumes, and dividing by the measured patches/s of one
-streaming worker gives the host cores it needs.
+patches/s one GPU consumes, and dividing by the measured patches per
+CPU-second of streaming gives the host cores it keeps busy.
 """
 
 from __future__ import annotations
@@ -38,8 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "benchmarks" / "results" / "data_pipeline.json"
 
 
-def make_images(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> None:
-    """``n`` photo-like PNGs (smooth colour fields plus texture, so PNG compresses them as it does photos)."""
+def make_images(folder: Path, n: int, size: tuple[int, int], seed: int = 0, unique: int = 20) -> None:
+    """``n`` photo-like PNGs (smooth colour fields plus texture, so PNG compresses them as it does photos).
+
+    ``unique`` are drawn; the rest are copies of them (decoding and memory cost the same, writing is faster).
+    """
+    import shutil
+
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -47,6 +53,9 @@ def make_images(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> N
     h, w = size
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     for i in range(n):
+        if i >= unique:
+            shutil.copyfile(folder / f"{i % unique:04d}.png", folder / f"{i:04d}.png")
+            continue
         f = rng.uniform(0.002, 0.02, (3, 2))
         phase = rng.uniform(0, 6.3, 3)
         base = np.stack([np.sin(f[c, 0] * yy + f[c, 1] * xx + phase[c]) for c in range(3)], -1)
@@ -68,14 +77,14 @@ def child(folder: str, stream: bool, workers: int, steps: int) -> dict:
     sampler = build_sampler(c, seed=0)
     setup = time.perf_counter() - t0
     sampler.batch_at(0)  # the first batch (pipeline fill) is not counted
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), time.process_time()
     for _, b in zip(range(steps), sampler.iterate(1)):
         pass
-    dt = time.perf_counter() - t1
+    dt, cpu = time.perf_counter() - t1, time.process_time() - cpu1  # process_time: all threads
     patches = steps * int(c.batch)
-    return dict(stream=stream, workers=workers, steps=steps, setup_s=setup, draw_s=dt,
+    return dict(stream=stream, workers=workers, steps=steps, setup_s=setup, draw_s=dt, draw_cpu_s=cpu,
                 patches_per_s=patches / dt, hr_mpx_per_s=patches * int(c.patch) ** 2 / dt / 1e6,
-                batch=int(c.batch), patch=int(c.patch))
+                patches_per_cpu_s=patches / cpu, batch=int(c.batch), patch=int(c.patch))
 
 
 def run_child(folder: Path, stream: bool, workers: int, steps: int) -> dict:
@@ -154,8 +163,9 @@ def main() -> int:
         stream_npy_speedup_vs_1_worker={str(r["workers"]): r["patches_per_s"] / one_npy["patches_per_s"] for r in runs if r["format"] == "npy"},
         npy_over_png_patches_per_s=one_npy["patches_per_s"] / one["patches_per_s"],
         gpu_estimate=gpu,
-        cores_per_gpu_estimate_png=gpu["patches_per_s"] / one["patches_per_s"] * one["workers"],
-        cores_per_gpu_estimate_npy=gpu["patches_per_s"] / one_npy["patches_per_s"] * one_npy["workers"],
+        # CPU seconds per patch (all threads, robust to the machine's other load) -> busy cores per GPU
+        cores_per_gpu_estimate_png=gpu["patches_per_s"] / one["patches_per_cpu_s"],
+        cores_per_gpu_estimate_npy=gpu["patches_per_s"] / one_npy["patches_per_cpu_s"],
     )
     mem = [r for r in runs if not r["stream"]]
     if mem:
