@@ -235,8 +235,8 @@ def enhance(
     Returns:
       float32 in [0, 1], (H', W') or (H', W', C) with the input's channel count.
     """
-    prepared = network_input(image, model, scale=scale, max_memory_gb=max_memory_gb, stream=not self_ensemble)
     spec = tiling.resolve_spec(model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=patch)
+    prepared = network_input(image, model, scale=scale, max_memory_gb=max_memory_gb, stream=not self_ensemble)
     return restore(prepared, model, params, spec, self_ensemble=self_ensemble, progress=progress)
 
 
