@@ -6,9 +6,9 @@ Commands (give your HR training folders, e.g. DIV2K + Flickr2K):
         --config.data.train.dirs="('/data/DIV2K_train_HR', '/data/Flickr2K_HR')"
     python -m bppjax.train --config configs/sr.py:x4,tfds --workdir runs/sr_x4_tfds   # DIV2K via TFDS
     python -m bppjax.train --config configs/sr.py:multi --workdir runs/sr_multi \\
-        --config.data.train.dirs="('/data/DIV2K_train_HR', '/data/Flickr2K_HR')" --config.data.train.stream=True
-    python -m bppjax.train --config configs/sr.py:multi --workdir runs/sr_multi \\
         --config.data.train.dirs="('/data/DIV2K_train_HR',)"
+    python -m bppjax.train --config configs/sr.py:x4,stream --workdir runs/sr_x4 --config.data.workers=16 \\
+        --config.data.train.dirs="('/data/DIV2K_train_HR', '/data/Flickr2K_HR')"   # larger than memory
 
 Variants: ``x2 | x3 | x4 | x8 | multi`` (scales 2, 3, 4 and 8 mixed in each
 batch), optionally ``,tfds`` (the HR images of ``div2k/bicubic_x<s>`` from
@@ -16,8 +16,8 @@ TensorFlow Datasets, degraded here with the MATLAB bicubic like a folder;
 needs ``pip install 'bppjax[tfds]'`` and a download of ~4 GB per scale),
 ``,stream`` (``data.train.stream=True``: patches read and degraded on demand,
 for sets larger than memory; same batches) and ``,tiny`` (tests: tiny model,
-6 steps; embedded photos, or the first 4 TFDS examples with ``,tfds``). Settings: paper model
-preset (18.65M parameters), HR patches of 48s x 48s (192 for x8 and multi),
+6 steps; embedded photos, or the first 4 TFDS examples with ``,tfds``).
+Settings: paper model preset (18.65M parameters), HR patches of 48s x 48s (192 for x8 and multi),
 batch 16, L1, flips and 90-degree rotations, Adam 1e-4 halved every 200k steps,
 validation on Set5 and Set14 (../shared/data) in the Y_M convention with the
 border shaved by the scale.
@@ -27,7 +27,7 @@ paper reports BPP at about the level of contemporary 19M-parameter SR networks;
 bicubic references (Y_M) are Set5 33.67/30.40/28.43 dB and Set14
 30.33/27.63/26.09 dB at x2/x3/x4. Holding DIV2K degraded in memory needs
 ~14 GB at x2 (HR + input), ~34 GB for ``multi``; see data.max_memory_gb, or
-stream (docs/TRAINING.md, "Data").
+stream (docs/TRAINING.md, "Data larger than memory: streaming").
 """
 
 from pathlib import Path
