@@ -2,8 +2,8 @@
 
 Its whole iterator state is ``{"seed": seed, "step": k}``, so a run resumed from
 a checkpoint at step k draws exactly the batches the uninterrupted run would
-have, and every host of a multi-host job can draw the same global batch and
-keep its own slice.
+have, and every host of a multi-host job gets its own slice of the same
+global batch (``local_batch``).
 """
 
 from __future__ import annotations
