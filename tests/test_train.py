@@ -91,12 +91,12 @@ CRASH_DRIVER = textwrap.dedent(
     import sys, time
     from bppjax.data.sampler import PatchSampler
     hang_at = int(sys.argv[1])
-    draw = PatchSampler.batch_at
-    def batch_at(self, step):
+    draw = PatchSampler.local_batch
+    def local_batch(self, step, *args):
         if step >= hang_at:
             time.sleep(3600)  # stand still until the test SIGKILLs us
-        return draw(self, step)
-    PatchSampler.batch_at = batch_at
+        return draw(self, step, *args)
+    PatchSampler.local_batch = local_batch
     from bppjax.train import main
     sys.exit(main(sys.argv[2:]))
     """
