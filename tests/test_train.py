@@ -273,6 +273,30 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path, monkeypatch):
     assert ck.load_model(tmp_path, which="latest").step == 4
 
 
+def test_resume_refuses_other_data_naming_what_changed(tmp_path, capsys):
+    args = ["--config", TINY, "--config.train.steps=2", "--config.train.ckpt_every=2", "--config.train.val_every=0",
+            "--config.data.val.source=''", "--workdir", str(tmp_path / "w")]
+    assert main(args) == 0
+    config_json = (tmp_path / "w" / ck.CONFIG_FILE).read_text()
+    capsys.readouterr()
+    assert main([*args, "--config.data.patch=24", "--config.data.batch=2", "--config.train.steps=4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") <= 3 and "Traceback" not in err
+    assert "other data (data.patch 32 -> 24; data.batch 4 -> 2)" in err and f"--checkpoint {tmp_path / 'w'}" in err
+    assert (tmp_path / "w" / ck.CONFIG_FILE).read_text() == config_json  # the refused run changed nothing
+
+
+def test_data_identity_changes_name_images_sizes_and_scales():
+    from bppjax.training.data_identity import identity_changes
+
+    old = {"patch": 32, "batch": 4, "scales": [2], "images": {"a": [10, 20], "b": [30, 40], "c": [5, 5]}}
+    new = {"patch": 32, "batch": 4, "scales": [2, 3], "images": {"a": [10, 20], "b": [30, 41], "d": [5, 5]}}
+    assert identity_changes(old, old) == []
+    assert identity_changes(old, new) == [
+        "data.scales [2] -> [2, 3]", "3 -> 3 training images, added d, removed c, resized b 40x30 -> 41x30"]
+    assert identity_changes({}, new) == []  # checkpoints written before identities were recorded resume as before
+
+
 def test_every_config_and_variant_loads_and_validates():
     specs = ["default.py", "default.py:tiny", "t91.py", "t91.py:tiny", "raindrop.py", "raindrop.py:tiny",
              "dehaze.py", "dehaze.py:tiny", "dped.py", "dped.py:tiny", "hdr_sr.py", "hdr_sr.py:tiny"]
