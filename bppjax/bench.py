@@ -1,16 +1,17 @@
-"""Benchmark: ``python -m bppjax.bench [--preset NAME] [--dtypes float32,bfloat16] [--torch] [--json PATH]``.
+"""Benchmark: ``python -m bppjax.bench [--preset NAME] [--dtypes float32,bfloat16] [--torch [SCRIPT]] [--json PATH]``.
 
 Measures, per preset (default ``paper`` and ``tiny``) and compute dtype
 (``--dtypes``, default float32 and bfloat16 on every backend): forward
 throughput (output px/s, one 256x256 image), the training loop's own
 ``train_step`` (4 x 96x96 patches, L1, Adam), compile times, GFLOP/s from the
 model's MAC count as a fraction of a matmul peak of the same dtype measured in
-the same process and of ``--ceiling-gflops``, and the ``remat`` settings' temp
+the same process (and of ``--ceiling-gflops``, this machine's FMA ceiling, when
+given), and the ``remat`` settings' temp
 memory and step time against ``remat: none``. Figures are medians of
 ``--reps`` runs; the tables put bfloat16 beside float32 with their ratio.
 
 With ``--torch`` (needs ``pip install -e .[bench]``) ``benchmarks/torch_bpp.py``
-times the same network in PyTorch, in a separate process, in the same dtypes
+of the source checkout (or the script given) times the same network in PyTorch, in a separate process, in the same dtypes
 (bfloat16 by ``torch.autocast``), and the ratios are printed for matching
 dtypes and for each framework's best. Run it on a quiet machine: the JSON
 records the load average and the CPU's AMX / AVX-512 BF16 flags. The
@@ -26,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from bppjax.benchmark import DEFAULT_PRESETS, FMA_CEILING_GFLOPS, format_table, run
+from bppjax.benchmark import DEFAULT_PRESETS, format_table, run
 from bppjax.cli import arg_type, command
 from bppjax.models import preset
 from bppjax.models.bpp import DTYPES
@@ -48,11 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--preset", action="append", help=f"repeatable (default: {', '.join(DEFAULT_PRESETS)})")
     ap.add_argument("--dtypes", type=arg_type(dtype_list, "--dtypes"), help=f"comma-separated (default: {','.join(DTYPES)})")
     ap.add_argument("--dtype", action="append", choices=list(DTYPES), help="repeatable; the same as listing it in --dtypes")
-    ap.add_argument("--torch", action="store_true", help="also time benchmarks/torch_bpp.py in a separate process")
+    ap.add_argument("--torch", nargs="?", const="benchmarks/torch_bpp.py", metavar="SCRIPT", type=Path,
+                    help="also time the PyTorch network of SCRIPT (default benchmarks/torch_bpp.py, from a source checkout) "
+                         "in a separate process")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--reps", type=int, default=5, help="timed runs per figure (median)")
     ap.add_argument("--no-remat", action="store_true", help="skip the remat memory/time comparison")
-    ap.add_argument("--ceiling-gflops", type=float, default=FMA_CEILING_GFLOPS, help="hardware FMA ceiling for the fraction")
+    ap.add_argument("--ceiling-gflops", type=float, help="this machine's hardware FMA ceiling, to report fractions of it too")
     a = ap.parse_args(argv)
     presets = a.preset or list(DEFAULT_PRESETS)
     for p in presets:

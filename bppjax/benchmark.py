@@ -8,13 +8,14 @@ float32 and bfloat16, on every backend):
 * compile times of both;
 * GFLOP/s from the model's analytic MAC count (``model.macs_per_pixel()``) and
   its fraction of the machine's measured peak (a large matmul in the same dtype
-  timed in the same process, a lower bound of the hardware ceiling) and of a
-  given (float32 FMA) ceiling;
+  timed in the same process, a lower bound of the hardware ceiling) and, when
+  the caller gives one (``ceiling_gflops``), of a hardware FMA ceiling;
 * with ``remat: block`` (and ``remat: checkpoint``): the compiled step's temp
   memory and its step time as ratios of the un-rematerialised step's.
 
-``run_torch`` times the PyTorch implementation in ``benchmarks/torch_bpp.py``
-(needs ``pip install -e .[bench]``) on the same network in a separate process
+``run_torch`` times a PyTorch implementation of the network (a script such as
+a source checkout's ``benchmarks/torch_bpp.py``; needs ``pip install -e .[bench]``)
+on the same presets in a separate process
 (two frameworks in one process halve every figure), in float32 and under
 ``torch.autocast("cpu", dtype=torch.bfloat16)``; ``add_torch_ratios`` compares
 matching dtypes and each framework's best. Every figure is a median of ``reps``
@@ -54,10 +55,7 @@ from bppjax.models.bpp import DTYPES
 from bppjax.models.presets import ARCH_REMATS
 from bppjax.models.layers import compiler_options
 
-#: FMA ceiling of this project's 2-core AVX-512 CPU machines (docs/PERFORMANCE.md).
-FMA_CEILING_GFLOPS = 525.0
 DEFAULT_PRESETS = ("paper", "tiny")
-TORCH_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_bpp.py"
 
 
 # --------------------------------------------------------------------------- machine
@@ -244,17 +242,18 @@ def remat_comparison(cfg: ml_collections.ConfigDict, dtype: str = "float32", pat
 # --------------------------------------------------------------------------- PyTorch
 
 
-def run_torch(presets: Sequence[str], reps: int = 5, size: int = 256, patch: int = 96, batch: int = 4,
+def run_torch(script: str | Path, presets: Sequence[str], reps: int = 5, size: int = 256, patch: int = 96, batch: int = 4,
               dtypes: Sequence[str] = tuple(DTYPES), matmul_size: int = 4096) -> dict[str, Any]:
-    """Time ``benchmarks/torch_bpp.py`` on the same presets and dtypes in a child process.
+    """Time the PyTorch network of ``script`` (``benchmarks/torch_bpp.py`` of a source checkout) in a child process.
 
     bfloat16 is ``torch.autocast("cpu", dtype=torch.bfloat16)`` (float32 weights, bfloat16 convolutions).
     """
-    if not TORCH_SCRIPT.is_file():
-        raise FileNotFoundError(f"{TORCH_SCRIPT} not found: --torch needs a source checkout of bppjax")
+    script = Path(script)
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} not found: the PyTorch comparison runs benchmarks/torch_bpp.py of a source checkout")
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "torch.json"
-        cmd = [sys.executable, str(TORCH_SCRIPT), "--reps", str(reps), "--size", str(size), "--patch", str(patch),
+        cmd = [sys.executable, str(script), "--reps", str(reps), "--size", str(size), "--patch", str(patch),
                "--batch", str(batch), "--matmul-size", str(matmul_size), "--json", str(out)]
         for p in presets:
             cmd += ["--preset", p]
@@ -350,8 +349,12 @@ def default_dtypes() -> list[str]:
 
 
 def run(presets: Sequence[str] = DEFAULT_PRESETS, dtypes: Sequence[str] | None = None, reps: int = 5, remat: bool = True,
-        torch: bool = False, ceiling_gflops: float = FMA_CEILING_GFLOPS, log: Callable[[str], None] = print) -> dict[str, Any]:
+        torch: str | Path | None = None, ceiling_gflops: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every measurement for ``presets`` in ``dtypes``; the returned dict is what ``--json`` writes.
+
+    ``torch``: the PyTorch script to compare with (``run_torch``), or None.
+    ``ceiling_gflops``: a hardware FMA ceiling to report fractions of (this
+    machine's, known to the caller), or None for the measured peak only.
 
     ``results["presets"][name]`` (also ``results[name]``) holds the float32
     figures, and each other dtype's under its name (``dtype_figures``);
@@ -367,7 +370,7 @@ def run(presets: Sequence[str] = DEFAULT_PRESETS, dtypes: Sequence[str] | None =
         # First, in a child process, while this one has run nothing: XLA's worker
         # threads stay busy for a while after a computation and would slow the child.
         log("PyTorch (separate process) ...")
-        torch_res = run_torch(presets, reps, dtypes=dtypes)
+        torch_res = run_torch(torch, presets, reps, dtypes=dtypes)
     env = {
         "jax": jax.__version__, "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
         "cpu_count": os.cpu_count(), "machine": platform.machine(), "cpu": cpu_features(), "loadavg_start": os.getloadavg(),
@@ -385,7 +388,8 @@ def run(presets: Sequence[str] = DEFAULT_PRESETS, dtypes: Sequence[str] | None =
             log(f"{name} {dtype}: train step ...")
             r.update(bench_train(cfg, dtype, reps=reps))
             r["compile_s"] = r["forward_compile_s"] + r["train_compile_s"]
-            r["forward_fraction_of_ceiling"] = r["forward_gflops"] / ceiling_gflops
+            if ceiling_gflops:
+                r["forward_fraction_of_ceiling"] = r["forward_gflops"] / ceiling_gflops
             if remat:
                 modes = remat_modes(cfg)
                 log(f"{name} {dtype}: remat {' and '.join(modes)} vs none ...")
@@ -515,6 +519,6 @@ def format_table(res: dict[str, Any]) -> str:
     end = f"{env['loadavg_end'][0]:.1f}" if "loadavg_end" in env else "?"
     rows.append("")
     rows.append(f"matmul peak {peak_text} GFLOP/s (JAX){torch_peaks}"
-                + f"; ceiling {res['ceiling_gflops']:.0f} GFLOP/s; {cpu_text}{env['device']}, {env['cpu_count']} cores, jax {env['jax']}"
+                + (f"; ceiling {res['ceiling_gflops']:.0f} GFLOP/s" if res.get("ceiling_gflops") else "") + f"; {cpu_text}{env['device']}, {env['cpu_count']} cores, jax {env['jax']}"
                 + f"; load average {env['loadavg_start'][0]:.1f} -> {end}")
     return "\n".join(rows)

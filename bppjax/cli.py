@@ -2,8 +2,9 @@
 
 Exit codes: 0 everything done; 1 some inputs failed or the run stopped (a
 non-finite loss, a checkpoint that could not be written); 2 a usage, config or
-input-path error found before any work. Errors are one line on stderr,
-``error: <what> (<what to do>)``; ``--debug`` on any command (or
+input-path error found before any work. An error is one line on stderr,
+``error: <what> (<what to do>)``, followed by the line ``(add --debug, or set
+BPPJAX_DEBUG=1, to see the traceback)``; ``--debug`` on any command (or
 ``BPPJAX_DEBUG=1``) shows the traceback instead.
 """
 
@@ -50,10 +51,8 @@ def describe(error: BaseException) -> str:
 
 
 def exit_code(error: BaseException) -> int:
-    """2 for problems with what the user gave (arguments, config, input paths), else 1."""
-    from bppjax.training.config import ConfigError
-
-    if isinstance(error, ConfigError | FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
+    """2 for problems with what the user gave (arguments, config, input paths; ``ConfigError`` is a ValueError), else 1."""
+    if isinstance(error, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
         return EXIT_USAGE
     if isinstance(error, ValueError) and not isinstance(error, FloatingPointError):
         return EXIT_USAGE

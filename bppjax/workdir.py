@@ -3,7 +3,7 @@
 A workdir written by ``python -m bppjax.train`` (or by ``save_model``) holds::
 
     config.json          the full training config (model, data, optim, train, eval)
-    checkpoints/<step>/  Orbax items: params, state (optimizer, RNG), meta (JSON)
+    checkpoints/<step>/  Orbax items: params, state (step, optimizer), meta (JSON)
     metrics.jsonl        one JSON object per logged step (training only)
 
 Evaluation, enhancement and analysis start from ``load_model(workdir)``. The
@@ -14,75 +14,30 @@ one that does not is reported by parameter path.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
-from bppjax.overrides import apply_overrides
-from bppjax.models import input_space, output_scale
+from bppjax import zoo
+from bppjax.loaded_model import LoadedModel, check_param_shapes, param_shapes
 from bppjax.models.presets import build_model
+from bppjax.overrides import apply_overrides
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 #: Key of the validation metric ranking checkpoints (in ``meta`` and Orbax metrics).
 BEST_METRIC = "val_psnr"
+#: Entries of the ``state`` item that checkpoints of earlier versions hold and training no longer reads.
+RETIRED_STATE = ("rng",)
 
 PyTree = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedModel:
-    """A model ready for ``model.apply({"params": params}, x)``.
-
-    Attributes:
-      model: the Flax module built from ``config.model``.
-      params: parameter pytree (the ``params`` collection), as JAX arrays.
-      config: the workdir's full config with overrides applied.
-      step: training step of the restored checkpoint.
-      which: ``"best"`` or ``"latest"``: the checkpoint actually restored.
-    """
-
-    model: nn.Module
-    params: PyTree
-    config: ml_collections.ConfigDict
-    step: int
-    which: str
-
-    def apply(self, x: jax.Array) -> jax.Array:
-        """Enhance a float batch (B, H, W, 3) in [0, 1] in one pass."""
-        return self.model.apply({"params": self.params}, x)
-
-    @property
-    def patch(self) -> int | None:
-        """The training patch side in the model's input pixels (``config.data.patch``, over the factor for an LR-input model)."""
-        data = self.config.get("data") if hasattr(self.config, "get") else None
-        value = data.get("patch") if data is not None and hasattr(data, "get") else None
-        return max(1, int(value) // output_scale(self.model)) if value else None
-
-    @property
-    def input_space(self) -> str:
-        """The image the model takes (``bppjax.models.input_space``): ``"upscaled"`` or ``"lr"``."""
-        return input_space(self.model)
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """``enhance``: a LoadedModel is an ``EnhanceFn`` of ``bppjax.evaluation`` (it says its ``input_space``)."""
-        return self.enhance(image)
-
-    def enhance(self, image: np.ndarray, mode: str = "auto") -> np.ndarray:
-        """One float (H, W, 3) image through the network by tiles of the training patch (``bppjax.tiling``)."""
-        from bppjax.tiling import tiled_inference  # noqa: PLC0415
-
-        return np.asarray(tiled_inference(self.model, self.params, image, mode, patch=self.patch), np.float32)
 
 
 # --------------------------------------------------------------------------- config.json
@@ -124,8 +79,6 @@ def _existing_workdir(workdir: str | Path) -> Path:
     if not path.is_dir():
         if path.is_file():
             raise FileNotFoundError(f"{path} is a file, not a workdir written by bppjax.train or save_model")
-        from bppjax import zoo
-
         shipped = ", ".join(zoo.names()) or "none"
         if "/" not in str(workdir) and str(workdir).startswith("bpp-"):
             raise zoo.ZooError(f"unknown zoo model {workdir!r}; the shipped models are: {shipped}")
@@ -170,7 +123,7 @@ def save_checkpoint(
     state: PyTree | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> None:
-    """Save one step. ``state`` (optimizer, RNG) is needed to resume; ``meta`` is JSON.
+    """Save one step. ``state`` (step, optimizer state) is needed to resume; ``meta`` is JSON.
 
     ``meta[BEST_METRIC]``, when present and finite, ranks the checkpoint for ``which="best"``.
     """
@@ -218,6 +171,21 @@ def select_step(manager: ocp.CheckpointManager, which: str = "best") -> tuple[in
     return max(steps), "latest"
 
 
+def state_target(manager: ocp.CheckpointManager, step: int, target: Mapping[str, Any]) -> dict[str, Any]:
+    """The abstract ``state`` item to restore ``step`` with: ``target`` plus the ``RETIRED_STATE`` entries it holds.
+
+    Orbax restores a tree only whole, so a checkpoint that still holds the
+    retired step RNG restores it (as saved, on this process's first device),
+    and the caller ignores it.
+    """
+    tree = manager.item_metadata(step)["state"]
+    tree = getattr(tree, "tree", tree)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    extra = {k: jax.ShapeDtypeStruct(tuple(tree[k].shape), tree[k].dtype, sharding=device)
+             for k in RETIRED_STATE if isinstance(tree, Mapping) and k in tree}
+    return {**target, **extra}
+
+
 def restore_params(manager: ocp.CheckpointManager, step: int) -> PyTree:
     """Parameters of ``step`` as a plain pytree on this process's first device.
 
@@ -232,33 +200,6 @@ def restore_params(manager: ocp.CheckpointManager, step: int) -> PyTree:
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), tree)
     out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
     return out["params"]
-
-
-# --------------------------------------------------------------------------- parameter shapes
-
-
-def param_shapes(model: nn.Module, model_cfg: ml_collections.ConfigDict | None = None) -> PyTree:
-    """Abstract parameter shapes of a model (traced, nothing computed)."""
-    del model_cfg  # the model knows its size constraints
-    n = max(8 * int(model.multiple), int(model.min_size), 32)
-    x = jax.ShapeDtypeStruct((1, n, n, 3), jnp.float32)
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype)))["params"]
-
-
-def _flat(tree: PyTree) -> dict[str, tuple[int, ...]]:
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(np.shape(v)) for path, v in leaves}
-
-
-def check_param_shapes(params: PyTree, expected: PyTree, source: str = "checkpoint") -> None:
-    """Raise ValueError naming the first parameter paths whose shapes differ from the model's."""
-    got, want = _flat(params), _flat(expected)
-    problems = [f"{p}: saved {got[p]}, model expects {want[p]}" for p in want if p in got and got[p] != want[p]]
-    problems += [f"{p}: missing (model expects {want[p]})" for p in want if p not in got]
-    problems += [f"{p}: saved {got[p]}, not in the model" for p in got if p not in want]
-    if problems:
-        shown = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
-        raise ValueError(f"{source} parameters do not match the model config ({len(problems)} mismatches):\n  {shown}")
 
 
 # --------------------------------------------------------------------------- public API
@@ -280,8 +221,6 @@ def load_model(workdir: str | Path, overrides: Sequence[str] = (), which: str = 
       ValueError: the checkpoint's parameter shapes do not fit the (overridden) model config,
         or a zoo name is unknown or its weights fail the SHA-256 check (``bppjax.zoo.ZooError``).
     """
-    from bppjax import zoo
-
     if zoo.is_zoo_name(workdir):
         return zoo.pretrained(str(workdir), overrides)
     config = load_config(workdir, overrides)
@@ -328,5 +267,5 @@ def save_model(workdir: str | Path, config: ml_collections.ConfigDict, params: P
 __all__ = [
     "BEST_METRIC", "CHECKPOINT_DIR", "CONFIG_FILE", "LoadedModel", "check_param_shapes", "checkpoint_manager",
     "load_config", "load_model", "param_shapes", "read_meta", "restore_params", "save_checkpoint", "save_config",
-    "save_model", "select_step",
+    "save_model", "select_step", "state_target", "RETIRED_STATE",
 ]

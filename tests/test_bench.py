@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -158,8 +159,24 @@ def test_table_puts_bfloat16_beside_float32_and_compares_with_torch():
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch not installed (pip install -e .[bench])")
 def test_run_torch_times_float32_and_bfloat16_autocast():
-    res = benchmark.run_torch(["tiny"], reps=1, size=16, patch=16, batch=1, dtypes=["float32", "bfloat16"], matmul_size=128)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_bpp.py"
+    res = benchmark.run_torch(script, ["tiny"], reps=1, size=16, patch=16, batch=1, dtypes=["float32", "bfloat16"], matmul_size=128)
     t = res["tiny"]
     assert t["dtypes"] == ["float32", "bfloat16"]
     assert t["forward_px_per_s"] > 0 and t["bfloat16"]["forward_px_per_s"] > 0 and t["bfloat16"]["train_step_s"] > 0
     assert res["peak_gflops_bfloat16"] > 0
+
+
+def test_the_benchmark_library_ships_no_machine_constant_or_checkout_path():
+    import inspect
+
+    src = inspect.getsource(benchmark)
+    assert "525" not in src and "parents[1]" not in src and not hasattr(benchmark, "FMA_CEILING_GFLOPS")
+    with pytest.raises(FileNotFoundError, match="torch_bpp.py of a source checkout"):
+        benchmark.run_torch(Path("no/such/torch_bpp.py"), ["tiny"])
+    # Without a ceiling the table reports the measured peak only.
+    r = {"forward_px_per_s": 1000.0, "forward_gflops": 2.0, "forward_fraction_of_peak": 0.5,
+         "train_step_s": 0.1, "forward_compile_s": 1.0, "train_compile_s": 2.0}
+    env = {"device": "cpu", "cpu_count": 2, "jax": "x", "loadavg_start": (0.0,), "loadavg_end": (0.0,)}
+    table = benchmark.format_table({"presets": {"tiny": r}, "env": env, "peak_gflops": 4.0, "ceiling_gflops": None})
+    assert "| tiny | 1,000 | 2 | 50% | - | 0.100 |" in table and "ceiling" not in table.splitlines()[-1]

@@ -291,3 +291,71 @@ def test_python_dash_m_entry_point(tiny):
     )
     assert proc.returncode == 0, proc.stderr
     assert "| bicubic | x4 |" in proc.stdout
+
+
+# --------------------------------------------------------------------------- training validation: the same protocol
+
+
+def _val_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "Val"
+    rng = np.random.default_rng(3)
+    for i, shape in enumerate([(48, 56), (44, 40)]):
+        y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+        base = 127 + 90 * np.sin(x / (3 + i))[..., None] * np.cos(y / 5)[..., None]
+        write_image(folder / f"v{i}.png", np.clip(base + rng.normal(0, 6, shape + (3,)), 0, 255).astype(np.uint8))
+    return folder
+
+
+def _random_params(model, side: int):
+    import jax
+    import jax.numpy as jnp
+
+    return model.init(jax.random.key(0), jnp.zeros((1, side, side, 3), jnp.float32))["params"]
+
+
+def test_training_validation_scores_what_evaluate_scores(tmp_path):
+    """Validation runs the shipped tiled protocol (``auto``, training patch): the scores equal ``evaluate``'s."""
+    from bppjax.data.pairs import ImagePair
+    from bppjax.models import build_model, preset
+    from bppjax.tiling import tiled_inference
+    from bppjax.training.validation import Validator
+
+    folder, patch = _val_folder(tmp_path), 16
+    model = build_model(preset("tiny"))
+    params = _random_params(model, patch)
+    samples = [(p.stem, sr_input(read_image(p, dtype="uint8"), 2)) for p in sorted(folder.glob("*.png"))]
+    pairs = [ImagePair(name, s.net_input, s.hr, 2, "Val") for name, s in samples]
+    validator = Validator(pairs, model, patch=patch)
+    assert validator.spec.tile == patch and validator.spec.fixed_shape  # one tile shape, one batch shape
+    got = validator(params)
+    ref = ev.evaluate(lambda x: tiled_inference(model, params, x, "auto", patch=patch), [folder], [2], progress=False)["Val"][2]
+    assert got["Val_x2/psnr"] == pytest.approx(ref["psnr"], abs=1e-9)
+    assert got["Val_x2/ssim"] == pytest.approx(ref["ssim"], abs=1e-9)
+    bicubic = ev.evaluate(ev.bicubic, [folder], [2], progress=False)["Val"][2]
+    assert got["input_psnr"] == pytest.approx(bicubic["psnr"], abs=1e-9)
+    assert got["psnr_gain"] == pytest.approx(got["psnr"] - got["input_psnr"])
+    # Whole-image inference is another protocol (IN statistics over the whole image): another score.
+    whole = ev.evaluate(lambda x: tiled_inference(model, params, x, "whole"), [folder], [2], progress=False)["Val"][2]
+    assert abs(whole["psnr"] - got["psnr"]) > 1e-6
+
+
+def test_validation_feeds_an_lr_input_model_the_lr_image(tmp_path):
+    from bppjax.data.pairs import ImagePair
+    from bppjax.metrics import psnr
+    from bppjax.models import build_model, output_scale, preset
+    from bppjax.tiling import tiled_inference
+    from bppjax.training.validation import Validator
+
+    folder = _val_folder(tmp_path)
+    model = build_model(preset("edsr_tiny"))
+    assert output_scale(model) == 2
+    params = _random_params(model, 16)
+    samples = [sr_input(read_image(p, dtype="uint8"), 2) for p in sorted(folder.glob("*.png"))]
+    pairs = [ImagePair(f"v{i}", s.lr, s.hr, 2, "Val") for i, s in enumerate(samples)]
+    got = Validator(pairs, model, patch=32)(params)
+    # config.data.patch=32 (target pixels) is 16 LR pixels, as for LoadedModel.patch.
+    outs = [tiled_inference(model, params, s.lr.astype(np.float32) / 255, "auto", patch=16) for s in samples]
+    assert all(o.shape == s.hr.shape for o, s in zip(outs, samples))
+    assert got["psnr"] == pytest.approx(np.mean([psnr(s.hr, o, shave=2) for o, s in zip(outs, samples)]), abs=1e-9)
+    # The baseline is bicubic from the LR image: the upscaled input of the same pairs.
+    assert got["input_psnr"] == pytest.approx(np.mean([psnr(s.hr, s.net_input, shave=2) for s in samples]), abs=1e-9)

@@ -87,7 +87,9 @@ def test_remat_same_outputs_and_gradients(remat, down_projection, instance_norm)
     rematted = build_model(cfg)
     x = jax.random.uniform(jax.random.key(3), (2, 16, 24, 3))
     params = plain.init(KEY, x)["params"]
-    np.testing.assert_array_equal(rematted.apply({"params": params}, x), plain.apply({"params": params}, x))
+    # Eager ``apply`` runs the plain model op by op, while a rematerialised block is staged out (with
+    # its per-platform choices, ``bppjax.models.backend``) and compiled: XLA's fusion rounds differently.
+    np.testing.assert_allclose(rematted.apply({"params": params}, x), plain.apply({"params": params}, x), rtol=0, atol=1e-6)
     (l1, g1), (l2, g2) = _grads(plain, params, x), _grads(rematted, params, x)
     np.testing.assert_allclose(l2, l1, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):

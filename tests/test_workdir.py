@@ -106,3 +106,40 @@ def test_clear_errors(tmp_path, tiny):
         ck.load_model(tmp_path / "w", which="newest")
     with pytest.raises(ValueError, match="unknown config key"):
         ck.load_model(tmp_path / "w", ["model.widht=3"])
+
+
+def test_a_checkpoint_with_the_retired_step_rng_still_restores(tmp_path):
+    """Checkpoints written while the train state held an (unused) RNG restore into the state without one."""
+    import orbax.checkpoint as ocp
+
+    manager = ck.checkpoint_manager(tmp_path, async_save=False)
+    params = {"w": jnp.arange(6.0).reshape(2, 3)}
+    old_state = {"step": jnp.asarray(7, jnp.int32), "opt_state": {"mu": jnp.ones(3)}, "rng": jnp.asarray([1, 2], jnp.uint32)}
+    ck.save_checkpoint(manager, 7, params, old_state, {"val_psnr": 30.0})
+    manager.wait_until_finished()
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"step": old_state["step"], "opt_state": old_state["opt_state"]})
+    with pytest.raises(ValueError):  # Orbax restores only whole trees
+        manager.restore(7, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    out = manager.restore(7, args=ocp.args.Composite(state=ocp.args.StandardRestore(ck.state_target(manager, 7, target))))
+    assert int(out["state"]["step"]) == 7 and np.array_equal(out["state"]["opt_state"]["mu"], np.ones(3))
+    # A checkpoint without it needs no extra entry.
+    ck.save_checkpoint(manager, 8, params, {"step": old_state["step"], "opt_state": old_state["opt_state"]})
+    manager.wait_until_finished()
+    assert set(ck.state_target(manager, 8, target)) == {"step", "opt_state"}
+    manager.close()
+
+
+def test_the_train_state_holds_no_rng():
+    from bppjax.training.state import TrainState
+
+    assert [f for f in TrainState.__dataclass_fields__ if f not in ("apply_fn", "tx")] == ["step", "params", "opt_state"]
+
+
+def test_workdir_and_zoo_do_not_import_each_other():
+    """``zoo`` builds its LoadedModel from ``bppjax.loaded_model``; only ``workdir`` reads the zoo."""
+    import subprocess
+    import sys
+
+    code = "import sys, bppjax.zoo; print('bppjax.workdir' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert ck.LoadedModel is __import__("bppjax.zoo", fromlist=["LoadedModel"]).LoadedModel

@@ -22,7 +22,9 @@ import ml_collections
 from bppjax.data import embedded
 from bppjax.data.pipeline import check_source, source_config
 from bppjax.metrics import CONVENTIONS
-from bppjax.models.presets import model_config, preset, validate_model_config
+from bppjax.models import input_space, output_scale
+from bppjax.models.presets import build_model, model_config, preset, validate_model_config
+from bppjax.training.step import LOSSES
 
 SCHEDULES = ("constant", "cosine", "step")
 
@@ -44,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
         augment=True,  # flips and 90-degree rotations
         align_crops=True,  # crop offsets at multiples of the scale (keeps the bicubic phase)
         min_std=0.0,  # skip target patches flatter than this (in [0, 1] units)
-        workers=2,  # threads degrading the images at start-up
+        workers=2,  # threads degrading the images at start-up (streamed: cutting patches ahead of the step)
         max_memory_gb=64.0,  # refuse to pre-degrade more than this (0: no limit)
     )
     c.optim = dict(
@@ -256,17 +258,12 @@ def validate_config(
         raise ConfigError(f"optim.lr must be a positive number; got {o.lr!r}")
     if o.schedule not in SCHEDULES:
         raise ConfigError(f"optim.schedule must be one of {SCHEDULES}; got {o.schedule!r}")
-    from bppjax.training.step import LOSSES  # noqa: PLC0415 - optax; validation runs just before training anyway
-
     if t.loss not in LOSSES:
         raise ConfigError(f"train.loss must be one of {tuple(LOSSES)}; got {t.loss!r}")
     if ev.convention not in CONVENTIONS:
         raise ConfigError(f"eval.convention must be one of {CONVENTIONS}; got {ev.convention!r}")
     if not 0 <= float(d.min_std) < 1:
         raise ConfigError(f"data.min_std is in [0, 1) units of the peak value; got {d.min_std!r}")
-    from bppjax.models import input_space, output_scale  # noqa: PLC0415 - flax is imported by then anyway
-    from bppjax.models.presets import build_model  # noqa: PLC0415
-
     model = build_model(config.model)
     if d.patch % model.multiple:
         raise ConfigError(f"data.patch={d.patch} must be a multiple of {model.multiple} for a {config.model.levels}-level BPP")

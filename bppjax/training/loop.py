@@ -104,7 +104,7 @@ class _Saver:
             raise _write_failed(self.workdir, step, e) from None
 
     def save(self, step: int, state: TrainState, meta: dict[str, Any]) -> None:
-        rest = {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
+        rest = {"step": state.step, "opt_state": state.opt_state}
         if not bool(_all_finite((state.params, state.opt_state))):
             raise NonFiniteLossError(f"parameters or optimizer state are not finite after step {step} (the loss was finite)")
         self.finish()
@@ -213,8 +213,8 @@ def _restore(manager: ocp.CheckpointManager, step: int, state: TrainState, sampl
     has_state = (Path(manager.directory) / str(step) / "state").is_dir()
     items: dict[str, Any] = {"params": ocp.args.StandardRestore(_abstract(state.params)), "meta": ocp.args.JsonRestore()}
     if has_state:
-        rest = {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
-        items["state"] = ocp.args.StandardRestore(_abstract(rest))
+        rest = {"step": state.step, "opt_state": state.opt_state}
+        items["state"] = ocp.args.StandardRestore(ckpt.state_target(manager, step, _abstract(rest)))
     try:
         out = manager.restore(step, args=ocp.args.Composite(**items))
     except (ValueError, KeyError) as e:
@@ -231,7 +231,7 @@ def _restore(manager: ocp.CheckpointManager, step: int, state: TrainState, sampl
             f"restore those settings, or train in a new workdir starting from its weights (--checkpoint {workdir})"
         )
     s = out["state"]
-    return state.replace(step=s["step"], params=out["params"], opt_state=s["opt_state"], rng=s["rng"]), f"resumed from step {step}"
+    return state.replace(step=s["step"], params=out["params"], opt_state=s["opt_state"]), f"resumed from step {step}"
 
 
 def _flush(pending: list[tuple[int, dict[str, jax.Array]]]) -> list[tuple[int, dict[str, float]]]:
@@ -351,7 +351,8 @@ def _train(
         donate_argnums=(0,),
         compiler_options=compiler_options(config.model.remat),  # lets remat save memory on XLA:CPU
     )
-    validator = Validator(val_pairs, model.apply, config.eval.convention, int(config.eval.crop_border), int(config.eval.max_images))
+    validator = Validator(val_pairs, model, config.eval.convention, int(config.eval.crop_border), int(config.eval.max_images),
+                          patch=int(config.data.patch))
     writer = MetricWriter(workdir, enabled=main_host, resume_step=start)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
     _say(f"model: {config.model.arch}/{config.model.kind}, {n_params:,} parameters; {jax.device_count()} device(s) "
@@ -367,7 +368,7 @@ def _train(
     with _quiet_checkpoint_errors(), StopSignals() as signals:
         try:
             for step in range(start, steps):
-                local = local_slice(sampler.batch_at(step), jax.process_index(), jax.process_count())
+                local = sampler.local_batch(step, jax.process_index(), jax.process_count())
                 state, metrics = step_fn(state, parallel.to_global(local, bsh))
                 done = step + 1
                 pending.append((done, metrics))

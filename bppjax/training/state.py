@@ -1,7 +1,9 @@
 """Train state, optimizer and learning-rate schedule.
 
-The state is a plain pytree (step, params, opt_state, rng) so that it shards
-with one ``NamedSharding``, donates, and checkpoints with Orbax as is.
+The state is a plain pytree (step, params, opt_state) so that it shards
+with one ``NamedSharding``, donates, and checkpoints with Orbax as is. It
+holds no random key: the training step draws nothing at random (the batches
+are drawn on the host from ``(seed, step)``, ``bppjax.data.sampler``).
 """
 
 from __future__ import annotations
@@ -20,16 +22,11 @@ PyTree = Any
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything a training step changes (and a checkpoint must hold).
-
-    ``rng`` is raw key data (uint32) so it saves like any array; the step
-    derives per-step keys from it with ``fold_in(step)``.
-    """
+    """Everything a training step changes (and a checkpoint must hold)."""
 
     step: jax.Array
     params: PyTree
     opt_state: PyTree
-    rng: jax.Array
     apply_fn: Callable = flax.struct.field(pytree_node=False)
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
@@ -69,7 +66,7 @@ def make_optimizer(optim: ml_collections.ConfigDict, steps: int) -> tuple[optax.
 def create_train_state(
     model: nn.Module, tx: optax.GradientTransformation, seed: int, patch: int
 ) -> TrainState:
-    """Initial state: parameters from ``key(seed)``, the step RNG from ``fold_in(key(seed), 1)``.
+    """Initial state: parameters from ``key(seed)``, step 0, fresh optimizer state.
 
     The key uses the ``rbg`` generator: the same seed gives the same parameters
     on a given backend, and XLA:CPU compiles the initialisers in ~2.6 s instead
@@ -81,7 +78,6 @@ def create_train_state(
         step=jnp.asarray(0, jnp.int32),
         params=params,
         opt_state=tx.init(params),
-        rng=jax.random.key_data(jax.random.fold_in(root, 1)),
         apply_fn=model.apply,
         tx=tx,
     )

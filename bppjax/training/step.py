@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bppjax.metrics import ssim_loss
 from bppjax.training.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -23,8 +24,6 @@ def l2(pred: jax.Array, target: jax.Array) -> jax.Array:
 
 def neg_ssim(pred: jax.Array, target: jax.Array) -> jax.Array:
     """1 - SSIM over RGB (the paper's DPED objective, shifted to be >= 0)."""
-    from bppjax.metrics import ssim_loss  # noqa: PLC0415
-
     return ssim_loss(pred, target, convention="RGB")
 
 

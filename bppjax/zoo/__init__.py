@@ -21,6 +21,14 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import jax
+import ml_collections
+from flax import serialization
+
+from bppjax.loaded_model import LoadedModel, check_param_shapes, param_shapes
+from bppjax.models.presets import build_model
+from bppjax.overrides import apply_overrides
+
 ZOO_DIR = Path(__file__).resolve().parent
 WEIGHTS_SUFFIX = ".msgpack"
 CARD_SUFFIX = ".json"
@@ -84,8 +92,6 @@ def weights_path(name: str, folder: str | Path = ZOO_DIR) -> Path:
 
 def read_params(name: str, folder: str | Path = ZOO_DIR) -> Any:
     """The parameter pytree of ``name`` (NumPy arrays), after the SHA-256 check."""
-    from flax import serialization
-
     meta = card(name, folder)
     path = weights_path(name, folder)
     if not path.is_file():
@@ -111,13 +117,6 @@ def pretrained(name: str | None = None, overrides: Sequence[str] = (), folder: s
     """
     if name is None:
         return cards(folder)
-    import jax
-    import ml_collections
-
-    from bppjax.workdir import LoadedModel, check_param_shapes, param_shapes
-    from bppjax.overrides import apply_overrides
-    from bppjax.models.presets import build_model
-
     meta = card(name, folder)
     config = apply_overrides(ml_collections.ConfigDict(meta["config"]), overrides)
     model = build_model(config.model)

@@ -9,6 +9,7 @@ given, so the card's table is the table of the file that ships.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 from pathlib import Path
@@ -16,7 +17,10 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
+from flax import serialization
 
+from bppjax.evaluation import evaluate
+from bppjax.workdir import load_model
 from bppjax.zoo import CARD_SUFFIX, WEIGHTS_SUFFIX, ZOO_DIR, _cards, pretrained, sha256
 
 #: Published SRCNN PSNR (Y_M) of the paper's Table 3 (Set14, B100) and SRCNN's own Set5 figures.
@@ -70,13 +74,6 @@ def export_model(
     ``scales`` default to the training config's ``data.scales``; the card's
     evaluation is of the weights as written (loaded back through ``pretrained``).
     """
-    import json
-
-    from flax import serialization
-
-    from bppjax.workdir import load_model
-    from bppjax.evaluation import evaluate
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     loaded = load_model(workdir, which=which)
