@@ -288,7 +288,7 @@ def check_shapes(model: Any, tile: int | None = None) -> tuple[tuple[int, int, i
     """Input shapes (NHWC) an export is checked on: odd, even and non-square sides, batch 1 and 2."""
     if tile is not None:
         return ((1, tile, tile, 3), (2, tile, tile, 3))
-    low = max(int(getattr(model, "min_size", 1)), int(getattr(model, "multiple", 1)))
+    low = max(int(getattr(model, "min_size", 1)), int(getattr(model, "multiple", 1)), 8)
     odd = low | 1
     return ((1, odd, odd + 2, 3), (2, 2 * low + 3, low + 6, 3), (1, 4 * low, 4 * low, 3))
 
@@ -404,13 +404,17 @@ def export_model(
             blob = to_onnx(fn, spec, metadata, name)
         else:
             blob = to_stablehlo(fn, spec)
-    except jax_export.InconclusiveDimensionOperation as e:
-        first = str(e).splitlines()[0]
+    except (jax.errors.InconclusiveDimensionOperation, TypeError, ValueError) as e:  # TypeError: concrete values needed
+        if tile is not None or isinstance(e, ExportError):
+            raise
+        first = (str(e).splitlines() or [type(e).__name__])[0]
         raise ExportError(f"{arch} cannot be exported with dynamic height/width ({first}); pass --tile N") from None
     shapes = check_shapes(loaded.model, tile)
     diff = 0.0
     if check:
-        reference = jax.jit(lambda x: loaded.model.apply({"params": loaded.params}, x))
+        from bppjax.tiling import make_apply_fn
+
+        reference = make_apply_fn(loaded.model, loaded.params)  # one compilation per architecture and shape
         run = onnx_runner(blob) if format == "onnx" else stablehlo_runner(blob)
         diff = max_abs_diff(run, reference, random_inputs(shapes))
         tolerance = ONNX_TOLERANCE if format == "onnx" else STABLEHLO_TOLERANCE
