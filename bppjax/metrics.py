@@ -24,8 +24,10 @@ quantised to uint8 by rounding half up and clipping, as the published
 pipelines save and score 8-bit images; so the scores are those of the image
 you would write to disk.
 
-NumPy versions (``psnr``, ``ssim``) work in float64 and are the reference for
-evaluation. ``psnr_jax`` / ``ssim_jax`` take (B, H, W, C) float batches in
+NumPy versions (``psnr``, ``ssim``) convert and shave per convention, then
+score the float64 planes with ``skimage.metrics`` (``peak_signal_noise_ratio``,
+``structural_similarity`` with each convention's window); they are the
+reference for evaluation. ``psnr_jax`` / ``ssim_jax`` take (B, H, W, C) float batches in
 [0, 1] and return per-image scores for validation during training;
 ``ssim_loss`` is the differentiable SSIM objective (the paper trains DPED with
 negative SSIM).
@@ -39,7 +41,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import ndimage
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from bppjax.image.io import quantise
 
@@ -79,6 +81,12 @@ _WINDOWS = {
     "uniform": (np.full(7, 1 / 7), 49 / 48),
 }
 _SSIM_WINDOW = {"Y_M": "gaussian", "Y_P": "uniform", "RGB": "gaussian"}
+#: The same windows as ``structural_similarity`` options: 11x11 Gaussian (sigma 1.5, truncated at
+#: 3.5 sigma) with population statistics, or 7x7 uniform with sample statistics.
+_SKIMAGE_SSIM = {
+    "gaussian": {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False},
+    "uniform": {"win_size": 7, "use_sample_covariance": True},
+}
 
 
 # --------------------------------------------------------------------------- colour conversions
@@ -134,15 +142,16 @@ def psnr(reference: np.ndarray, test: np.ndarray, *, convention: Convention = "Y
       shave: pixels removed from each border before scoring.
     """
     ref, out = _planes(reference, test, convention, shave, min_size=1)
-    mse = np.mean((ref - out) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(PEAK**2 / mse))
+    if np.array_equal(ref, out):
+        return float("inf")
+    return float(peak_signal_noise_ratio(ref, out, data_range=PEAK))
 
 
 def ssim(reference: np.ndarray, test: np.ndarray, *, convention: Convention = "Y_M", shave: int = 0) -> float:
     """Mean SSIM of one image pair (arguments as ``psnr``)."""
-    window, correction = _WINDOWS[_SSIM_WINDOW[_check_convention(convention)]]
-    ref, out = _planes(reference, test, convention, shave, min_size=len(window))
-    return float(np.mean([_ssim_plane(a, b, window, correction) for a, b in zip(ref, out)]))
+    kind = _SSIM_WINDOW[_check_convention(convention)]
+    ref, out = _planes(reference, test, convention, shave, min_size=len(_WINDOWS[kind][0]))
+    return float(np.mean([structural_similarity(a, b, data_range=PEAK, **_SKIMAGE_SSIM[kind]) for a, b in zip(ref, out)]))
 
 
 def psnr_ssim(
@@ -195,23 +204,6 @@ def _check_shave(shave: int, h: int, w: int, min_size: int) -> None:
         raise ValueError(
             f"image of size {h}x{w} is too small for shave={shave} (needs at least {min_size}x{min_size} left)"
         )
-
-
-def _filter_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Separable 'valid' correlation of a 2-D plane with outer(k, k)."""
-    r = len(k) // 2  # odd windows: the 'valid' part ignores the padding mode
-    rows = ndimage.correlate1d(x, k, axis=0, mode="constant")[r : x.shape[0] - r]
-    return ndimage.correlate1d(rows, k, axis=1, mode="constant")[:, r : x.shape[1] - r]
-
-
-def _ssim_plane(a: np.ndarray, b: np.ndarray, window: np.ndarray, correction: float) -> float:
-    mu_a, mu_b = _filter_valid(a, window), _filter_valid(b, window)
-    var_a = correction * (_filter_valid(a * a, window) - mu_a**2)
-    var_b = correction * (_filter_valid(b * b, window) - mu_b**2)
-    cov = correction * (_filter_valid(a * b, window) - mu_a * mu_b)
-    num = (2 * mu_a * mu_b + _C1) * (2 * cov + _C2)
-    den = (mu_a**2 + mu_b**2 + _C1) * (var_a + var_b + _C2)
-    return float(np.mean(num / den))
 
 
 # --------------------------------------------------------------------------- JAX (training)

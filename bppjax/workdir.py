@@ -95,7 +95,9 @@ def checkpoint_manager(
     """Orbax manager of ``workdir/checkpoints``: keeps the last ``keep`` steps plus the best by val PSNR.
 
     Saves are atomic (Orbax writes to a temporary directory and renames it), so a
-    crash mid-save leaves the previous checkpoints intact.
+    crash mid-save leaves the previous checkpoints intact. The manager ranks
+    steps by ``BEST_METRIC`` (``best_fn``), so Orbax stores each step's metrics
+    with it and ``manager.best_step()`` reads them back without restoring anything.
     """
     policies: list[Any] = [ocp_policies.LatestN(max(int(keep), 1))]
     if keep_best:
@@ -104,6 +106,8 @@ def checkpoint_manager(
         )
     options = ocp.CheckpointManagerOptions(
         preservation_policy=ocp_policies.AnyPreservationPolicy(policies),
+        best_fn=_best_metric,
+        best_mode="max",
         enable_async_checkpointing=async_save,
         read_only=read_only,
         create=not read_only,
@@ -114,6 +118,10 @@ def checkpoint_manager(
         "meta": ocp.JsonCheckpointHandler(),
     }
     return ocp.CheckpointManager(Path(workdir).absolute() / CHECKPOINT_DIR, options=options, item_handlers=handlers)
+
+
+def _best_metric(metrics: Mapping[str, float]) -> float:
+    return float(metrics[BEST_METRIC])
 
 
 def save_checkpoint(
@@ -156,11 +164,19 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
 
 
 def select_step(manager: ocp.CheckpointManager, which: str = "best") -> tuple[int, str]:
-    """Step to load: best by ``meta[BEST_METRIC]`` (if any step has one) or the latest."""
+    """Step to load: the best by ``BEST_METRIC`` (if any step has one) or the latest.
+
+    The best is Orbax's ``best_step()``, from the metrics stored with each step.
+    Workdirs written before the manager ranked steps (``best_fn``) have no stored
+    metrics; for them the score is read from each step's ``meta`` item.
+    """
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest'; got {which!r}")
     steps = manager.all_steps()
     if which == "best":
+        best = manager.best_step()
+        if best is not None and best in steps and _has_metrics(manager, best):
+            return int(best), "best"
         scored = []
         for s in steps:
             v = read_meta(manager, s).get(BEST_METRIC)
@@ -169,6 +185,12 @@ def select_step(manager: ocp.CheckpointManager, which: str = "best") -> tuple[in
         if scored:
             return max(scored)[1], "best"
     return max(steps), "latest"
+
+
+def _has_metrics(manager: ocp.CheckpointManager, step: int) -> bool:
+    """Whether Orbax stored ``BEST_METRIC`` with ``step`` (``best_step`` falls back to the latest otherwise)."""
+    metrics = manager.metrics(step) if hasattr(manager, "metrics") else None
+    return bool(metrics) and BEST_METRIC in metrics
 
 
 def state_target(manager: ocp.CheckpointManager, step: int, target: Mapping[str, Any]) -> dict[str, Any]:

@@ -91,6 +91,30 @@ def test_best_and_latest(tmp_path, tiny):
     assert _close(best.params, jax.tree.map(lambda x: np.asarray(x) + 2, params))
 
 
+def test_best_step_comes_from_orbax_metrics_and_older_workdirs_from_meta(tmp_path, tiny, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    config, params = tiny
+    new, old = tmp_path / "new", tmp_path / "old"
+    for folder in (new, old):
+        ck.save_config(folder, config)
+    manager = ck.checkpoint_manager(new, keep=3, async_save=False)
+    # An older workdir: a manager that did not rank steps, so no metrics stored with them.
+    plain = ocp.CheckpointManager(old.absolute() / ck.CHECKPOINT_DIR, options=ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=False), item_handlers={"params": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
+    for step, score in [(1, 30.0), (2, 32.0), (3, 31.0)]:
+        ck.save_checkpoint(manager, step, params, meta={ck.BEST_METRIC: score})
+        ck.save_checkpoint(plain, step, params, meta={ck.BEST_METRIC: score})
+    for m in (manager, plain):
+        m.wait_until_finished()
+        m.close()
+    real_read_meta = ck.read_meta
+    reads = []
+    monkeypatch.setattr(ck, "read_meta", lambda m, s: reads.append(s) or real_read_meta(m, s))
+    assert ck.load_model(new).step == 2 and reads == []  # no step restored to rank them
+    assert ck.load_model(old).step == 2 and sorted(reads) == [1, 2, 3]
+
+
 def test_clear_errors(tmp_path, tiny):
     config, params = tiny
     with pytest.raises(FileNotFoundError, match="does not exist"):
