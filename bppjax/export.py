@@ -396,7 +396,7 @@ def export_model(
         raise ExportError(f"unsupported architecture {arch} for export; supported: {', '.join(EXPORTABLE)}")
     metadata = model_metadata(loaded, name, card)
     metadata.update(format=format, layout="NCHW" if format == "onnx" else "NHWC",
-                    shape="fixed" if tile else "dynamic", tile_export=str(tile or ""))
+                    shape=f"fixed {tile}x{tile}" if tile else "dynamic")
     fn = network_function(loaded.model, loaded.params)
     spec = input_spec(loaded.model, tile)
     try:
@@ -410,7 +410,7 @@ def export_model(
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise ExportError(f"{arch} cannot be exported with dynamic height/width ({first}); pass --tile N") from None
     shapes = check_shapes(loaded.model, tile)
-    diff = 0.0
+    diff = float("nan")  # not measured
     if check:
         from bppjax.tiling import make_apply_fn
 
@@ -420,11 +420,9 @@ def export_model(
         tolerance = ONNX_TOLERANCE if format == "onnx" else STABLEHLO_TOLERANCE
         if not diff <= tolerance:
             raise ParityError(f"the exported {format} model differs from JAX by {diff:.3g} (> {tolerance:g}); nothing written")
+    _write(out, blob)
     sidecar = None
-    if format == "onnx":
-        _write(out, blob)
-    else:
-        _write(out, blob)
+    if format == "stablehlo":
         sidecar = out.with_name(out.name + ".json")
         card_json = dict(metadata, platforms=",".join(STABLEHLO_PLATFORMS), max_abs_diff=f"{diff:.3g}")
         _write(sidecar, (json.dumps(card_json, indent=2) + "\n").encode())
@@ -451,7 +449,8 @@ def _parser():
     p.add_argument("model", help="a zoo model name (python -m bppjax.zoo lists them) or a workdir")
     p.add_argument("--format", required=True, help="onnx or stablehlo")
     p.add_argument("--out", required=True, help="file to write (StableHLO: its metadata goes to FILE.json)")
-    p.add_argument("--tile", type=int, default=None, help="fixed height and width instead of dynamic ones")
+    p.add_argument("--tile", type=int, default=None,
+                   help="fixed input height and width (px of the model's input) instead of dynamic ones")
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. model.dtype=float32")
     return p
 

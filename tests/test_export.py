@@ -146,4 +146,4 @@ def test_cli_fixed_tile_reports_the_measured_difference(capsys, tmp_path):
     assert "max abs difference" in printed and str(out) in printed and "1x16x16, 2x16x16" in printed
     exported = jax.export.deserialize(bytearray(out.read_bytes()))
     assert exported.in_avals[0].shape[1:] == (16, 16, 3)
-    assert json.loads((tmp_path / "x2.stablehlo.json").read_text())["shape"] == "fixed"
+    assert json.loads((tmp_path / "x2.stablehlo.json").read_text())["shape"] == "fixed 16x16"
