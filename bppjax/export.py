@@ -117,7 +117,8 @@ def pad_to_multiple(x: jax.Array, multiple: int) -> jax.Array:
     b, h, w, c = x.shape
     big = jnp.pad(x, ((0, 0), (0, multiple - 1), (0, multiple - 1), (0, 0)), mode="reflect")
     # (n + m - 1) // m rather than -(-n // m): ONNX divides integers towards zero.
-    return lax.slice(big, (0, 0, 0, 0), (b, (h + multiple - 1) // multiple * multiple, (w + multiple - 1) // multiple * multiple, c))
+    up = lambda n: (n + multiple - 1) // multiple * multiple  # noqa: E731
+    return lax.slice(big, (0, 0, 0, 0), (b, up(h), up(w), c))
 
 
 def network_function(model: Any, params: PyTree) -> Callable[[jax.Array], jax.Array]:
@@ -486,7 +487,8 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "EXPORTABLE", "FORMATS", "ExportError", "ExportResult", "ParityError", "ONNX_TOLERANCE", "STABLEHLO_TOLERANCE", "check_shapes",
+    "EXPORTABLE", "FORMATS", "ExportError", "ExportResult", "ParityError", "ONNX_TOLERANCE", "STABLEHLO_TOLERANCE",
+    "check_shapes",
     "export_model", "input_space", "main", "input_spec", "max_abs_diff", "model_metadata", "network_function", "onnx_runner",
     "pad_to_multiple", "platform_free", "read_onnx_metadata", "stablehlo_runner", "to_onnx", "to_stablehlo",
 ]
