@@ -19,7 +19,8 @@ apart, with the ICC profile and EXIF data, for tools that write the image back
 orientation tag, as viewers display it, and read the first frame of animated
 GIF/WebP files. Palette images are expanded to their colours. Pillow does the
 decoding; 16-bit colour PNGs (which Pillow would silently reduce to 8 bits),
-16-bit colour TIFFs and float TIFFs are decoded at full precision. Files that
+16-bit colour TIFFs and float TIFFs are decoded at full precision. 16-bit PNGs
+are written by pypng, 16-bit and float TIFFs by tifffile. Files that
 declare more pixels than Pillow's decompression-bomb limit
 (``PIL.Image.MAX_IMAGE_PIXELS``) are refused before any pixel is decoded.
 """
@@ -27,6 +28,7 @@ declare more pixels than Pillow's decompression-bomb limit
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import struct
 import warnings
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import png
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["IMAGE_EXTENSIONS", "NoImagesError", "Photo", "image_files", "list_image_files", "quantise", "read_image", "read_photo", "write_image", "to_float32", "to_uint8", "bit_depth"]
@@ -443,20 +446,18 @@ def _to_depth(image: np.ndarray, depth: int, path: Path) -> np.ndarray:
 
 
 def _encode_png16(samples: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None) -> bytes:
-    """Minimal 16-bit PNG encoder (Pillow cannot write 16-bit colour PNGs), with optional iCCP and eXIf chunks."""
+    """A 16-bit PNG by pypng (Pillow cannot write 16-bit colour PNGs), with optional iCCP and eXIf chunks."""
     h, w, c = samples.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]  # grey, grey+alpha, RGB, RGBA
-    rows = samples.astype(">u2").reshape(h, w * c).view(np.uint8)
-    # Filter type 2 ("Up") on every row: vectorised, and compresses well.
-    up = np.vstack([rows[:1], rows[1:] - rows[:-1]])
-    raw = np.hstack([np.full((h, 1), 2, np.uint8), up]).tobytes()
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    extra = chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)) if icc_profile else b""
+    buf = io.BytesIO()
+    png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16, compression=6).write(buf, samples.reshape(h, w * c))
+    if not (icc_profile or exif):
+        return buf.getvalue()
+    extra = []
+    if icc_profile:  # profile name, its terminating NUL, compression method 0 (zlib)
+        extra.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
     if exif:
-        extra += chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", zlib.compress(raw, 6))
-            + chunk(b"IEND", b""))
+        extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    out = io.BytesIO()
+    png.write_chunks(out, chunks[:1] + extra + chunks[1:])  # after IHDR, before IDAT
+    return out.getvalue()
