@@ -17,9 +17,10 @@ the backward pass recompute ``dh = P_l(h_{l-1}^{t+1}, p_l^t)`` once, which
 gives both the block's input state ``h_l^t = h_l^{t+1} - dh`` and the
 residuals of P's VJP. Level 0 never changes, so the reconstruction starts
 from exact values at the bottom. Each block's recomputation is made to depend
-on the cotangents of the block after it (``_after``), so XLA can neither run
-the recomputations ahead and keep them all alive nor merge them with the
-forward pass.
+on the cotangents of the block after it (``_after``: a conditional on CPU,
+an optimization barrier on other platforms, ``bppjax.models.backend``), so XLA
+can neither run the recomputations ahead and keep them all alive nor merge
+them with the forward pass.
 
 The reconstruction is exact in real arithmetic; in floating point it adds one
 rounding per block and level: gradients agree with the plain blocks to about

@@ -26,7 +26,7 @@ import ml_collections
 from flax import serialization
 
 from bppjax.loaded_model import LoadedModel, check_param_shapes, param_shapes
-from bppjax.models.presets import build_model
+from bppjax.models.presets import build_model, model_config
 from bppjax.overrides import apply_overrides
 
 ZOO_DIR = Path(__file__).resolve().parent
@@ -118,7 +118,12 @@ def pretrained(name: str | None = None, overrides: Sequence[str] = (), folder: s
     if name is None:
         return cards(folder)
     meta = card(name, folder)
-    config = apply_overrides(ml_collections.ConfigDict(meta["config"]), overrides)
+    config = ml_collections.ConfigDict(meta["config"])
+    # A card records the model settings of its day; settings added since take their defaults.
+    full = model_config()
+    full.update(config.model)
+    config.model = full
+    config = apply_overrides(config, overrides)
     model = build_model(config.model)
     params = read_params(name, folder)
     check_param_shapes(params, param_shapes(model, config.model), source=f"zoo model {name!r}")
