@@ -25,18 +25,17 @@ import numpy as np
 
 import bppjax
 from bppjax import export as ex
-from bppjax.workdir import LoadedModel
 
 
-def paper_model(tile: int) -> LoadedModel:
+def paper_model(tile: int) -> bppjax.LoadedModel:
     cfg = bppjax.default_config()
     cfg.model = bppjax.preset("paper")
     model = bppjax.build_model(cfg.model)
     params = model.init(jax.random.key(0), np.zeros((1, tile, tile, 3), np.float32))["params"]
-    return LoadedModel(model=model, params=params, config=cfg, step=0, which="random")
+    return bppjax.LoadedModel(model=model, params=params, config=cfg, step=0, which="random")
 
 
-def measure(loaded: LoadedModel, label: str, tile: int, reps: int, threads: int | None) -> dict:
+def measure(loaded: bppjax.LoadedModel, label: str, tile: int, reps: int, threads: int | None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         result = ex.export_model(loaded, "onnx", Path(d) / "m.onnx", tile=tile)

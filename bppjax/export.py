@@ -354,13 +354,13 @@ def _write(path: Path, data: bytes) -> None:
 
 def load(spec: Any, overrides: Sequence[str] = ()) -> tuple[Any, str, dict[str, Any] | None]:
     """(LoadedModel, name, model card or None) of a zoo name, a workdir, or a LoadedModel."""
+    import bppjax
     from bppjax import zoo
-    from bppjax.workdir import LoadedModel, load_model
 
-    if isinstance(spec, LoadedModel):
+    if isinstance(spec, bppjax.LoadedModel):
         return spec, "model", None
     try:
-        loaded = load_model(spec, overrides)
+        loaded = bppjax.load_model(spec, overrides)
     except (FileNotFoundError, ValueError) as e:  # a missing workdir, an unknown zoo name, a bad override
         raise ExportError(f"{e}") from None
     if zoo.is_zoo_name(spec):
