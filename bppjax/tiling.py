@@ -8,7 +8,7 @@ That is ~20-40x redundant; ``mode="auto"`` (the evaluation protocol) keeps
 the training-size tiles (IN statistics over regions of the size the model was
 trained on) with half the overlap, ~7x cheaper; ``mode="fast"`` (the default
 of ``enhance``) overlaps them by a sixth, in one fixed shape for every image,
-~2.6x cheaper again.
+~2.7x cheaper again.
 
 How: the image is reflect-padded to a multiple of ``model.multiple`` (as the
 model itself would), tiles of one fixed shape are laid on a grid whose first
