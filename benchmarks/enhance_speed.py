@@ -1,26 +1,29 @@
 """How fast ``python -m bppjax.enhance`` is, against the network's own forward throughput, in one run.
 
     python benchmarks/enhance_speed.py                      # writes benchmarks/results/enhance_speed.json
+    python benchmarks/enhance_speed.py --skip end_to_end breakdown folder --update   # redo one part
 
 Measured side by side in this one process and its children (the machine may
 be shared: compare the ratios, not the absolute seconds):
 
 - ``forward_px_per_s``: ``python -m bppjax.bench --preset medium``'s forward
   figure (``bppjax.benchmark.bench_forward``, 256x256, batch 1): the network
-  of ``bpp-sr-x2`` (the medium preset) on its own.
+  of ``bpp-sr-x2`` (the medium preset) on its own; measured again after the
+  end-to-end runs (``forward_after_end_to_end``) to show how the load moved.
 - ``end_to_end``: the command on a 1600x1200 JPEG (``skimage.data.astronaut``
   resized) at x2 with the shipped ``bpp-sr-x2``, as a user runs it, start-up
   included: the default mode with an empty compilation cache and again with
   the cache the first run filled, ``--mode auto`` (the evaluation protocol,
   the command's former default) and the default with bfloat16 compute. Output
   px/s and its ratio to ``forward_px_per_s``.
-- ``breakdown``: the default's stages in this process: start-up (a child
-  importing the command), model load, decode, bicubic pre-upscale, compile,
+- ``breakdown``: the default's stages in this process, one after the other:
+  start-up (a child importing the command), model load, decode, bicubic
+  pre-upscale (whole image, and by the bands the command streams), compile,
   network by tiles (gathering and blending included), blending alone (the same
   tiling with an identity network), quantise and encode; network pixels per
   output pixel.
-- ``compile``: compile seconds of the default's tile shape in a child with an
-  empty persistent cache, and in a second child reading it.
+- ``compile``: seconds to lower and compile the default's tile shape in a
+  child with an empty persistent cache, and in a second child reading it.
 - ``folder``: 20 photos of 20 sizes through ``enhance_files`` (reading,
   pre-upscale and writing on worker threads): wall time against the sum of the
   network's seconds, and the number of compiled tile shapes.
@@ -95,6 +98,7 @@ def breakdown(photo: Path, out: Path) -> dict:
     from bppjax import tiling
     from bppjax.files import quantise
     from bppjax.image.io import read_photo, write_image
+    from bppjax.image.resize_bands import imresize_bands
     from bppjax.inference import network_input
     from bppjax.zoo import pretrained
 
@@ -113,6 +117,10 @@ def breakdown(photo: Path, out: Path) -> dict:
     t0 = time.perf_counter()
     x = network_input(photo_.samples, model, scale=2).pixels
     t["pre_upscale_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in imresize_bands(photo_.samples, 2.0)[1]:
+        pass
+    t["pre_upscale_by_bands_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tiling.compile_tiles(model, params, spec)
     t["compile_s"] = time.perf_counter() - t0
@@ -138,18 +146,19 @@ def breakdown(photo: Path, out: Path) -> dict:
 
 
 def compile_child(cache: Path) -> float:
-    """Seconds to compile the default's tile shape with the command's persistent cache in ``cache``."""
-    code = ("import time; from bppjax import tiling; from bppjax.enhance import enable_compilation_cache; "
+    """Seconds to compile (lower and compile, not run) the default's tile shape with the command's persistent cache in ``cache``."""
+    code = ("import time, jax, numpy as np; from bppjax import tiling; from bppjax.enhance import enable_compilation_cache; "
             f"from bppjax.zoo import pretrained; m = pretrained({MODEL!r}); enable_compilation_cache(); "
-            "s = tiling.resolve_spec(m.model, tiling.ENHANCE_MODE, patch=m.patch); t = time.perf_counter(); "
-            "tiling.compile_tiles(m.model, m.params, s); print(time.perf_counter() - t)")
+            "s = tiling.resolve_spec(m.model, tiling.ENHANCE_MODE, patch=m.patch); "
+            "x = np.zeros((tiling.batch_size(s, s.tile, s.tile), s.tile, s.tile, 3), np.float32); t = time.perf_counter(); "
+            "jax.jit(m.model.apply).lower({'params': m.params}, x).compile(); print(time.perf_counter() - t)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
                           env={**os.environ, "BPPJAX_CACHE_DIR": str(cache)})
     return round(float(proc.stdout.split()[-1]), 3)
 
 
 def folder(tmp: Path, count: int = 20) -> dict:
-    """``count`` photos of as many sizes (about 0.3 Mpx each) through the pipelined ``enhance_files``."""
+    """``count`` photos of as many sizes (about 0.09 Mpx each) through the pipelined ``enhance_files``."""
     import jax
 
     from bppjax import tiling
@@ -157,7 +166,7 @@ def folder(tmp: Path, count: int = 20) -> dict:
     from bppjax.files import enhance_files, plan_outputs
     from bppjax.zoo import pretrained
 
-    photos = [make_photo(tmp / "folder" / f"{i:02d}.jpg", (560 + 16 * i, 520 - 8 * i), NAMES[i % len(NAMES)])
+    photos = [make_photo(tmp / "folder" / f"{i:02d}.jpg", (320 + 8 * i, 280 - 4 * i), NAMES[i % len(NAMES)])
               for i in range(count)]
     loaded = pretrained(MODEL)
     jobs = plan_outputs(photos, tmp / "folder_out")
@@ -183,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=RESULTS)
     p.add_argument("--skip", nargs="*", default=[], choices=["end_to_end", "breakdown", "compile", "folder"])
+    p.add_argument("--update", action="store_true", help="keep the figures of the skipped parts from an existing --json")
     a = p.parse_args(argv)
     from bppjax.benchmark import bench_forward, cpu_features
     from bppjax.models.presets import preset
@@ -195,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bpp_enh_") as tmp:
         tmp = Path(tmp)
         photo = make_photo(tmp / "photo.jpg")
+        if "end_to_end" not in a.skip:
+            res["end_to_end"] = end_to_end(photo, tmp, fwd)
+            res["forward_after_end_to_end"] = bench_forward(preset("medium"), size=256, reps=5)
+            print(json.dumps(res["end_to_end"]), json.dumps(res["forward_after_end_to_end"]), flush=True)
         if "breakdown" not in a.skip:
             res["breakdown"] = breakdown(photo, tmp)
             print(json.dumps(res["breakdown"]), flush=True)
@@ -202,13 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             with tempfile.TemporaryDirectory() as cache:
                 res["compile"] = {"first_run_s": compile_child(Path(cache)), "second_run_s": compile_child(Path(cache))}
             print(json.dumps(res["compile"]), flush=True)
-        if "end_to_end" not in a.skip:
-            res["end_to_end"] = end_to_end(photo, tmp, fwd)
-            print(json.dumps(res["end_to_end"]), flush=True)
         if "folder" not in a.skip:
             res["folder"] = folder(tmp)
             print(json.dumps(res["folder"]), flush=True)
     res["load_average_at_end"] = os.getloadavg()
+    if a.update and a.json.is_file():
+        res = {**json.loads(a.json.read_text()), **{k: v for k, v in res.items() if k not in ("forward", "load_average_at_start")},
+               "updated": {"parts": [k for k in ("end_to_end", "breakdown", "compile", "folder") if k not in a.skip],
+                           "forward": res["forward"], "load_average_at_start": res["load_average_at_start"]}}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {a.json}")
