@@ -31,7 +31,7 @@ def paper_model(tile: int) -> bppjax.LoadedModel:
     cfg = bppjax.default_config()
     cfg.model = bppjax.preset("paper")
     model = bppjax.build_model(cfg.model)
-    params = model.init(jax.random.key(0), np.zeros((1, tile, tile, 3), np.float32))["params"]
+    params = jax.jit(model.init)(jax.random.key(0), np.zeros((1, tile, tile, 3), np.float32))["params"]
     return bppjax.LoadedModel(model=model, params=params, config=cfg, step=0, which="random")
 
 

@@ -64,7 +64,9 @@ def _random_model(preset):
     cfg = bppjax.default_config()
     cfg.model = bppjax.preset(preset)
     model = bppjax.build_model(cfg.model)
-    params = model.init(jax.random.key(0), np.zeros((1, 24, 24, 3), np.float32))["params"]
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 24, 24, 3)))["params"]
+    rng = np.random.default_rng(0)  # fan-in scaled Gaussian weights: no compilation of the initialisers
+    params = jax.tree.map(lambda a: (rng.standard_normal(a.shape) / np.sqrt(np.prod(a.shape[:-1]) or 1)).astype(np.float32), shapes)
     return bppjax.LoadedModel(model=model, params=params, config=cfg, step=0, which="random")
 
 
