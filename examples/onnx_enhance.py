@@ -37,14 +37,20 @@ def ort_apply(session: ort.InferenceSession):
 
 
 def enhance(session: ort.InferenceSession, image: np.ndarray, scale: float | None = None) -> np.ndarray:
-    """One (H, W, 3) float image in [0, 1] through the ONNX model, by tiles for models on the upscaled image."""
+    """One (H, W, 3) float image in [0, 1] through the ONNX model, by the library's tiles."""
     meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("input_space") == "lr":  # the output is larger than the input: one pass over the whole image
-        return ort_apply(session)(image[None])[0]
-    scale = float(scale or meta["scales"].split(",")[0])
-    upscaled = imresize(image, scale) if scale != 1 else image
-    spec = TileSpec(int(meta["tile"]) or None, int(meta["stride"]), int(meta["margin"]))
-    return tiled_apply(ort_apply(session), upscaled, spec, multiple=int(meta["multiple"]))
+    multiple, out_scale = int(meta["multiple"]), int(meta["output_scale"])
+    if meta["shape"].startswith("fixed"):  # the file takes one tile size: half-overlapping tiles of it
+        tile = int(meta["shape"].split()[1].split("x")[0])
+        spec = TileSpec(tile, max(multiple, tile // 2 // multiple * multiple), 0)
+    else:  # the tiling the library uses for this model (bppjax.tiling.resolve_spec, in input pixels)
+        spec = TileSpec(int(meta["tile"]) or None, int(meta["stride"]), int(meta["margin"]))
+    if meta["input_space"] == "lr":  # the network takes the LR image; its output is out_scale times larger
+        x = image
+    else:
+        factor = float(scale or meta["scales"].split(",")[0])
+        x = imresize(image, factor) if factor != 1 else image
+    return tiled_apply(ort_apply(session), x, spec, multiple=multiple, scale=out_scale)
 
 
 def main(argv: list[str] | None = None) -> int:
