@@ -73,7 +73,10 @@ def run_command(args: Sequence[str], cache: Path) -> dict:
     return {"wall_s": round(wall, 2), "stderr_first_line": proc.stderr.splitlines()[0] if proc.stderr else ""}
 
 
-def end_to_end(photo: Path, out: Path, forward_px_per_s: float) -> dict:
+E2E_RUNS = ("default_cold_cache", "default_warm_cache", "auto_cold_cache", "default_bfloat16_cold_cache")
+
+
+def end_to_end(photo: Path, out: Path, forward_px_per_s: float, which: Sequence[str] = E2E_RUNS) -> dict:
     from PIL import Image
 
     w, h = Image.open(photo).size
@@ -81,10 +84,11 @@ def end_to_end(photo: Path, out: Path, forward_px_per_s: float) -> dict:
     runs = {}
     with tempfile.TemporaryDirectory() as c1, tempfile.TemporaryDirectory() as c2, tempfile.TemporaryDirectory() as c3:
         base = [str(photo), "--scale", "2", "--out"]
-        runs["default_cold_cache"] = run_command([*base, str(out / "a")], Path(c1))
-        runs["default_warm_cache"] = run_command([*base, str(out / "b")], Path(c1))
-        runs["auto_cold_cache"] = run_command([*base, str(out / "c"), "--mode", "auto"], Path(c2))
-        runs["default_bfloat16_cold_cache"] = run_command([*base, str(out / "d"), "--config.model.dtype=bfloat16"], Path(c3))
+        commands = {"default_cold_cache": ([*base, str(out / "a")], c1), "default_warm_cache": ([*base, str(out / "b")], c1),
+                    "auto_cold_cache": ([*base, str(out / "c"), "--mode", "auto"], c2),
+                    "default_bfloat16_cold_cache": ([*base, str(out / "d"), "--config.model.dtype=bfloat16"], c3)}
+        for name in which:
+            runs[name] = run_command(commands[name][0], Path(commands[name][1]))
     for r in runs.values():
         r["output_px_per_s"] = round(out_px / r["wall_s"])
         r["ratio_to_forward"] = round(out_px / r["wall_s"] / forward_px_per_s, 3)
@@ -192,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", type=Path, default=RESULTS)
     p.add_argument("--skip", nargs="*", default=[], choices=["end_to_end", "breakdown", "compile", "folder"])
+    p.add_argument("--runs", nargs="+", default=list(E2E_RUNS), choices=E2E_RUNS, help="end-to-end runs (the warm one needs the cold one first)")
     p.add_argument("--update", action="store_true", help="keep the figures of the skipped parts from an existing --json")
     a = p.parse_args(argv)
     from bppjax.benchmark import bench_forward, cpu_features
@@ -206,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(tmp)
         photo = make_photo(tmp / "photo.jpg")
         if "end_to_end" not in a.skip:
-            res["end_to_end"] = end_to_end(photo, tmp, fwd)
+            res["end_to_end"] = end_to_end(photo, tmp, fwd, a.runs)
             res["forward_after_end_to_end"] = bench_forward(preset("medium"), size=256, reps=5)
             print(json.dumps(res["end_to_end"]), json.dumps(res["forward_after_end_to_end"]), flush=True)
         if "breakdown" not in a.skip:
@@ -221,9 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(res["folder"]), flush=True)
     res["load_average_at_end"] = os.getloadavg()
     if a.update and a.json.is_file():
-        res = {**json.loads(a.json.read_text()), **{k: v for k, v in res.items() if k not in ("forward", "load_average_at_start")},
-               "updated": {"parts": [k for k in ("end_to_end", "breakdown", "compile", "folder") if k not in a.skip],
-                           "forward": res["forward"], "load_average_at_start": res["load_average_at_start"]}}
+        old = json.loads(a.json.read_text())
+        parts = [k for k in ("end_to_end", "breakdown", "compile", "folder") if k not in a.skip]
+        res = {**old, **{k: v for k, v in res.items() if k not in ("forward", "load_average_at_start")},
+               "updated": {"parts": parts, "forward": res["forward"], "load_average_at_start": res["load_average_at_start"]},
+               "before_update": {k: old[k] for k in parts if k in old}}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {a.json}")
