@@ -18,19 +18,20 @@ where p_l is the down-projection R_l(h_l), read in one of two ways
 theta(t) (``time``):
 
 - ``"piecewise"``: block floor(t)'s own weights. The field jumps at every
-  integer t, so the solve restarts at each block boundary (one diffeqsolve per
-  block). This is what passing the jump times to an adaptive controller
-  achieves, and it is also exact for fixed-step solvers whose last stage sits
-  at the end of the step (no stage ever sees the next block's weights).
+  integer t, so the solve restarts at each block boundary: every stage of a
+  step in [k, k + 1] sees block k's weights, also the last stage at t = k + 1.
 - ``"linear"``: block k's weights sit at t = k + 1/2 and are linearly
   interpolated between (held constant before 1/2 and after D - 1/2): a
-  continuous field, one diffeqsolve over [0, D].
+  continuous field.
 
-The vector field calls the very ``FluxUnit.update`` (P_l) and
-``FluxUnit.project`` (R_l) of ``bppjax.models.bpp`` with the blocks'
-parameters, which travel through diffrax's ``args`` (never a closure), so
-``BacksolveAdjoint`` differentiates them and the ODE model has exactly the
-discrete network's parameter tree.
+How it is solved (``integrate``): fixed steps with an exact adjoint run the
+step loop of ``integrate_fixed``, differentiated by JAX like the discrete
+network (no more convolutions per field evaluation than a discrete block),
+unrolled (default) or as a ``lax.scan`` over blocks with the blocks' weights
+stacked (``loop="scan"``: one traced step whatever the depth). Adaptive steps,
+and the memory-saving adjoints ``binomial`` and ``backsolve``, go through
+``diffrax.diffeqsolve``: one solve per block (piecewise) or one over [0, D]
+(linear).
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+from jax import lax
 from jaxtyping import Array, Float, Int
 
 from bppjax.models.bpp import BPP, DTYPES, FluxBlock, check_config
 from bppjax.models.reversible import ProjectFn, UpdateFn
-from bppjax.models.solvers import ADAPTIVE, ADJOINTS, SOLVERS, count_evaluations, make_adjoint, make_solver
+from bppjax.models.solvers import (
+    ADAPTIVE, ADJOINTS, LOOP_ADJOINTS, SOLVERS, causal_euler_step, count_evaluations, fixed_step_evaluations, fixed_step_tableau,
+    make_adjoint, make_solver, runge_kutta_step,
+)
 
 TIMES = ("piecewise", "linear")
 
@@ -142,20 +147,36 @@ class FluxField(eqx.Module):
         """theta(t)."""
         return args if self.time == "piecewise" else interpolate_weights(args, t, self.depth)
 
-    def __call__(self, t: Float[Array, ""], y: State, args: Weights) -> State:
-        theta = self.weights(t, args)
-        h, p = unpack_state(y, self.levels, self.eq2)
-        dh: list[Array] = [jnp.zeros_like(h[0])]
-        dp: list[Array | None] = [None]
+    def component_rate(self, i: int, y: State, theta: Weights) -> Array | None:
+        """Component ``i`` of f(y; theta) (state layout of ``pack_state``); None for h_0, which never moves.
+
+        Only that component's flux-unit functions run: P_l for h_l (and R_l
+        first in the "eq2" reading), R_l for a carried p_l.
+        """
+        if i == 0:
+            return None
         update, project = self.unit_functions()
-        for l in range(1, self.levels):
-            w = theta[f"unit_{l}"]
-            p_l = project(l, w["downscale"], h[l]) if self.eq2 else p[l]
-            dh.append(update(l, w["upscale"], h[l - 1], p_l).astype(h[l].dtype))
-            if not self.eq2:
-                has_r = "downscale" in w
-                dp.append(project(l, w["downscale"], h[l]).astype(p[l].dtype) - p[l] if has_r else jnp.zeros_like(p[l]))
-        return pack_state(dh, dp, self.eq2)
+        if self.eq2:
+            w = theta[f"unit_{i}"]
+            return update(i, w["upscale"], y[i - 1], project(i, w["downscale"], y[i])).astype(y[i].dtype)
+        l, is_p = (i + 1) // 2, i % 2 == 0
+        w = theta[f"unit_{l}"]
+        h_l, p_l = y[2 * l - 1], y[2 * l]
+        if not is_p:
+            h_lower = y[2 * l - 3] if l > 1 else y[0]
+            return update(l, w["upscale"], h_lower, p_l).astype(h_l.dtype)
+        if "downscale" not in w:
+            return None
+        return project(l, w["downscale"], h_l).astype(p_l.dtype) - p_l
+
+    def rates(self, y: State, theta: Weights) -> tuple[Array | None, ...]:
+        """f(y; theta), component by component (None where a component never moves)."""
+        return tuple(self.component_rate(i, y, theta) for i in range(len(y)))
+
+    def __call__(self, t: Float[Array, ""], y: State, args: Weights) -> State:
+        """diffrax's vector field: f(y; theta(t)) with zeros for the components that never move."""
+        r = self.rates(y, self.weights(t, args))
+        return tuple(jnp.zeros_like(yi) if ri is None else ri for yi, ri in zip(y, r))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +196,7 @@ class SolveSettings:
     max_steps: int = 4096
     adjoint: str = "recursive"
     checkpoints: int | None = None
+    loop: str = "unroll"
 
 
 class Solution(NamedTuple):
@@ -186,6 +208,11 @@ class Solution(NamedTuple):
     nfe: Int[Array, ""]
 
 
+def steps_per_unit(dt: float) -> int:
+    """Fixed steps per unit of time: ceil(1 / dt), so that the step grid lands on every block boundary."""
+    return max(1, math.ceil(1.0 / dt - 1e-9))
+
+
 def solve_span(field: FluxField, y0: State, args: Weights, t0: float, t1: float,
                save_ts: Sequence[float], s: SolveSettings) -> diffrax.Solution:
     """One ``diffeqsolve`` over [t0, t1], saving at ``save_ts`` (which ends at t1)."""
@@ -195,7 +222,7 @@ def solve_span(field: FluxField, y0: State, args: Weights, t0: float, t1: float,
         controller: diffrax.AbstractStepSizeController = diffrax.PIDController(rtol=s.rtol, atol=s.atol)
         dt0, max_steps = min(s.dt, length), s.max_steps
     else:
-        n = max(1, math.ceil(length / s.dt - 1e-9))
+        n = max(1, round(length)) * steps_per_unit(s.dt)
         controller, dt0, max_steps = diffrax.ConstantStepSize(), length / n, n
     return diffrax.diffeqsolve(
         diffrax.ODETerm(field), solver, t0, t1, dt0, y0, args=args,
@@ -206,17 +233,140 @@ def solve_span(field: FluxField, y0: State, args: Weights, t0: float, t1: float,
     )
 
 
+def uses_step_loop(settings: SolveSettings, save_ts: Sequence[float] = ()) -> bool:
+    """Whether ``integrate`` runs the fixed-step loop (``integrate_fixed``) rather than ``diffeqsolve``.
+
+    Fixed steps with an exact discretise-then-optimise adjoint (``LOOP_ADJOINTS``)
+    and save times on the step grid do; adaptive steps, ``binomial`` and
+    ``backsolve`` go through diffrax.
+    """
+    if settings.adaptive or settings.adjoint not in LOOP_ADJOINTS:
+        return False
+    n = steps_per_unit(settings.dt)
+    return all(abs(t * n - round(t * n)) < 1e-6 for t in save_ts)
+
+
+def weight_windows(blocks: Sequence[Weights], time: str) -> Weights:
+    """What step loop's unit k reads of the weights: block k's (piecewise), or blocks (k-1, k, k+1) clamped (linear)."""
+    stacked = stack_blocks(blocks)
+    if time == "piecewise":
+        return stacked
+    depth = len(blocks)
+    prev = jnp.asarray([max(k - 1, 0) for k in range(depth)])
+    nxt = jnp.asarray([min(k + 1, depth - 1) for k in range(depth)])
+    return jax.tree.map(lambda w: (w[prev], w, w[nxt]), stacked, is_leaf=lambda x: isinstance(x, jax.Array))
+
+
+def window_theta(window: Weights, s: Float[Array, ""], time: str) -> Weights:
+    """theta at local time s in [0, 1] of a unit from its ``weight_windows`` entry.
+
+    Linear: block k's weights sit at s = 1/2, block k-1's at s = -1/2 and block
+    k+1's at s = 3/2 (``interpolate_weights``, read locally).
+    """
+    if time == "piecewise":
+        return window
+    first = s < 0.5
+    frac = jnp.where(first, s + 0.5, s - 0.5)
+
+    def mix(w):
+        prev, cur, nxt = w
+        lo, hi = jnp.where(first, prev, cur), jnp.where(first, cur, nxt)
+        return (lo + frac * (hi - lo)).astype(cur.dtype)
+
+    return jax.tree.map(mix, window, is_leaf=lambda x: isinstance(x, tuple))
+
+
+LOOPS = ("unroll", "scan")
+
+
+def _loop(body, carry, xs, kind: str):
+    """``lax.scan(body, carry, xs)`` (``kind="scan"``), or the same steps unrolled in Python (``"unroll"``)."""
+    if kind == "scan":
+        return lax.scan(body, carry, xs)
+    ys = []
+    for i in range(jax.tree.leaves(xs)[0].shape[0]):
+        carry, y = body(carry, jax.tree.map(lambda v: v[i], xs))
+        ys.append(y)
+    return carry, (None if not ys or ys[0] is None else jax.tree.map(lambda *v: jnp.stack(v), *ys))
+
+
+def integrate_fixed(field: FluxField, y0: State, blocks: Sequence[Weights], settings: SolveSettings,
+                    save_ts: Sequence[float] = ()) -> Solution:
+    """Fixed-step solve from t = 0 to t = depth as a loop over steps, differentiated by JAX itself.
+
+    One unit of time per block: a loop over units 0..D-2 (the blocks' weights
+    stacked; ``weight_windows``) of a loop over the unit's ceil(1/dt) steps,
+    then the last unit, whose last step runs outside the loops so that XLA
+    drops what nothing reads (the carried projections after the last update,
+    as the discrete network's last block has no R). ``settings.loop``:
+    ``"unroll"`` (default) unrolls the loops in Python, one copy of the step
+    per step in the compiled program, as the discrete network has one block
+    per block; ``"scan"`` makes them ``lax.scan``s, so the step body is traced
+    and compiled at most three times whatever the depth, but on XLA:CPU the
+    gradient of R_l's convolution inside a loop body compiles to a slow
+    non-canonical convolution (3.5x the discrete step for ``medium``,
+    docs/ODE.md). Reverse mode stores
+    each step's residuals, as the discrete network does (``adjoint`` =
+    ``recursive`` or ``direct``), or only the state at each step and recomputes
+    the step (``checkpoint``: ``jax.checkpoint`` per step). ``save_ts`` must lie
+    on the step grid (``uses_step_loop``).
+    """
+    depth, time = field.depth, field.time
+    n = steps_per_unit(settings.dt)
+    h = 1.0 / n
+    windows = weight_windows(blocks, time)
+    if settings.solver == "causal_euler":
+        def advance(y, window, s0):
+            return causal_euler_step(lambda i, s, z: field.component_rate(i, z, window_theta(window, s, time)), s0, h, y)
+    else:
+        tableau = fixed_step_tableau(settings.solver)
+
+        def advance(y, window, s0):
+            return runge_kutta_step(lambda s, z: field.rates(z, window_theta(window, s, time)), tableau, s0, h, y)
+    if settings.adjoint == "checkpoint":
+        advance = jax.checkpoint(advance)
+    record = bool(save_ts)
+
+    def unit(y, window, steps):
+        def body(y, i):
+            y = advance(y, window, i.astype(jnp.float32) * h)
+            return y, (y if record else None)
+        return _loop(body, y, jnp.arange(steps), settings.loop)
+
+    trail: list[State] = [y0]  # states at every step boundary, when recording
+    y = y0
+    if depth > 1:
+        head = jax.tree.map(lambda w: w[: depth - 1], windows)
+        y, ys = _loop(lambda y, w: unit(y, w, n), y, head, settings.loop)
+        if record:
+            trail += [jax.tree.map(lambda v, k=k, i=i: v[k, i], ys) for k in range(depth - 1) for i in range(n)]
+    last = jax.tree.map(lambda w: w[depth - 1], windows)
+    if n > 1:
+        y, ys = unit(y, last, n - 1)
+        if record:
+            trail += [jax.tree.map(lambda v, i=i: v[i], ys) for i in range(n - 1)]
+    y = advance(y, last, jnp.float32(1.0 - h))
+    trail.append(y)
+    want = sorted({float(t) for t in save_ts})
+    ys_out = [trail[round(t * n)] for t in want] if record else []
+    nfe = jnp.asarray(depth * n * fixed_step_evaluations(settings.solver), jnp.int32)
+    return Solution(y, tuple(want), ys_out, nfe)
+
+
 def integrate(field: FluxField, y0: State, blocks: Sequence[Weights], settings: SolveSettings,
               save_ts: Sequence[float] = ()) -> Solution:
     """Solve the BPP ODE from t = 0 to t = depth; also return the states at ``save_ts``.
 
-    Piecewise-constant weights: one solve per block (the field jumps at integer
-    t). Linear: one solve over [0, depth].
+    Fixed steps with an exact adjoint: the step loop (``integrate_fixed``).
+    Otherwise diffrax: with piecewise-constant weights one solve per block (the
+    field jumps at integer t), with linear weights one solve over [0, depth].
     """
     depth = field.depth
     want = sorted({float(t) for t in save_ts})
     if want and (want[0] < 0 or want[-1] > depth):
         raise ValueError(f"save times must lie in [0, {depth}]; got {want[0]}..{want[-1]}")
+    if uses_step_loop(settings, want):
+        return integrate_fixed(field, y0, blocks, settings, want)
     if field.time == "piecewise":
         spans = [((float(k), float(k + 1)), blocks[k]) for k in range(depth)]
     else:
@@ -262,8 +412,9 @@ class BPPODE(BPP):
     Extra attributes (the ``model.ode`` config group): ``solver`` (see
     ``bppjax.models.solvers.SOLVERS``), ``dt``, ``time`` ("piecewise" |
     "linear"), ``adaptive``, ``rtol``, ``atol``, ``max_steps``, ``adjoint``
-    ("recursive" | "backsolve"); ``trajectory_ts``: times at which to sow the
-    states (``intermediates/trajectory``).
+    (``bppjax.models.solvers.ADJOINTS``, docs/ODE.md); ``trajectory_ts``: times
+    at which to sow the states (``intermediates/trajectory``; times off the
+    fixed-step grid make the solve go through diffrax, which interpolates).
 
     With ``intermediates`` mutable it sows ``nfe`` (vector-field evaluations)
     and, per block, ``block_XX/update_norms`` = ||h_l(t+1) - h_l(t)|| shaped
@@ -279,12 +430,13 @@ class BPPODE(BPP):
     atol: float = 1e-4
     max_steps: int = 4096
     adjoint: str = "recursive"
+    loop: str = "unroll"
     trajectory_ts: tuple[float, ...] = ()
 
     @property
     def settings(self) -> SolveSettings:
         return SolveSettings(self.solver, float(self.dt), bool(self.adaptive), float(self.rtol), float(self.atol),
-                             int(self.max_steps), self.adjoint)
+                             int(self.max_steps), self.adjoint, loop=self.loop)
 
     def receptive_margin(self) -> int | None:
         """The discrete network's radius when the solve takes one causal Euler step per block; else None
@@ -362,6 +514,8 @@ def check_ode_config(m: BPPODE) -> None:
         raise ValueError(f"model.ode.time must be one of {TIMES}; got {m.time!r}")
     if m.adjoint not in ADJOINTS:
         raise ValueError(f"model.ode.adjoint must be one of {ADJOINTS}; got {m.adjoint!r}")
+    if m.loop not in LOOPS:
+        raise ValueError(f"model.ode.loop must be one of {LOOPS}; got {m.loop!r}")
     if not m.dt > 0:
         raise ValueError(f"model.ode.dt must be > 0; got {m.dt}")
     if m.adaptive and m.solver not in ADAPTIVE:
@@ -397,12 +551,14 @@ def build_ode_model(cfg: ml_collections.ConfigDict, freeze: bool = False) -> BPP
         atol=float(o.atol),
         max_steps=int(o.max_steps),
         adjoint=str(o.adjoint),
+        loop=str(o.get("loop", "unroll")),
     )
     check_ode_config(model)
     return model
 
 
 __all__ = [
-    "BPPODE", "FluxField", "Solution", "SolveSettings", "TIMES", "block_weights", "build_ode_model",
-    "check_ode_config", "integrate", "interpolate_weights", "pack_state", "stack_blocks", "state_change_norms", "unpack_state",
+    "BPPODE", "FluxField", "LOOPS", "Solution", "SolveSettings", "TIMES", "block_weights", "build_ode_model",
+    "check_ode_config", "integrate", "integrate_fixed", "interpolate_weights", "pack_state", "stack_blocks", "state_change_norms",
+    "steps_per_unit", "unpack_state", "uses_step_loop", "weight_windows", "window_theta",
 ]

@@ -14,13 +14,20 @@ state and keeps component i; the other components' work is dead code that
 XLA removes, so a step costs one field evaluation (checked by a test with the
 compiled FLOP count).
 
-Also here: the solver registry by name and the exact number of vector-field
-evaluations a solve made (``count_evaluations``).
+For fixed steps the ODE model does not go through ``diffeqsolve``: it loops
+over steps itself (``bppjax.models.ode.integrate_fixed``) with the step
+functions here, ``runge_kutta_step`` (any registered Runge-Kutta method, from
+diffrax's Butcher tableau) and ``causal_euler_step`` (the sweep above, one
+component rate at a time, so no work is left for dead-code elimination).
+
+Also here: the solver registry by name, the adjoints by name and the exact
+number of vector-field evaluations a solve made (``count_evaluations``,
+``fixed_step_evaluations``).
 """
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, NamedTuple, Sequence
 
 import diffrax
 import jax
@@ -85,7 +92,10 @@ SOLVERS: dict[str, Callable[[], AbstractSolver]] = {
 #: Solvers with an embedded error estimate (usable with adaptive steps).
 ADAPTIVE = ("heun", "bosh3", "tsit5", "dopri5")
 
-ADJOINTS = ("recursive", "backsolve", "direct")
+#: ``model.ode.adjoint``: how the gradient goes through the solve (``make_adjoint``, docs/ODE.md).
+ADJOINTS = ("recursive", "checkpoint", "binomial", "backsolve", "direct")
+#: The adjoints that the fixed-step loop implements; the others go through ``diffeqsolve``.
+LOOP_ADJOINTS = ("recursive", "checkpoint", "direct")
 
 
 def make_solver(name: str) -> AbstractSolver:
@@ -124,22 +134,22 @@ def count_evaluations(solver: AbstractSolver, num_steps: Array | int) -> Array:
 
 
 def make_adjoint(name: str, solver: AbstractSolver, checkpoints: int | None = None) -> diffrax.AbstractAdjoint:
-    """The backpropagation method through ``diffeqsolve``.
+    """The backpropagation method through ``diffeqsolve`` (adaptive steps, or ``binomial``/``backsolve``).
 
-    - ``recursive``: discretise-then-optimise with binomial checkpointing; the
-      exact gradient of the solve, memory O(log steps) states.
+    - ``recursive``, ``checkpoint``, ``binomial``: discretise-then-optimise with
+      diffrax's binomial checkpointing; the exact gradient of the solve, memory
+      O(log steps) states. (Fixed-step solves with ``recursive`` or
+      ``checkpoint`` never get here: the step loop differentiates itself.)
     - ``backsolve``: the continuous adjoint solved backwards in time; memory
       O(1) in the number of steps, gradients only approximate the solve's.
     - ``direct``: discretise-then-optimise through a bounded loop (memory grows
       with ``max_steps``); differentiable twice and in forward mode
-      (LinearScope's JVPs). On XLA:CPU the fastest for one-step solves
-      (``time="piecewise"``, dt = 1), slower than ``recursive`` beyond a few
-      steps (docs/ODE.md).
+      (LinearScope's JVPs).
 
     The scale-causal sweep only applies to the forward state's component
     layout, so its backward adjoint solve uses plain Euler.
     """
-    if name == "recursive":
+    if name in ("recursive", "checkpoint", "binomial"):
         return diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints)
     if name == "direct":  # differentiable twice (LinearScope); memory O(max_steps)
         return diffrax.DirectAdjoint()
@@ -149,6 +159,79 @@ def make_adjoint(name: str, solver: AbstractSolver, checkpoints: int | None = No
     raise ValueError(f"model.ode.adjoint must be one of {ADJOINTS}; got {name!r}")
 
 
+class Tableau(NamedTuple):
+    """The stages a fixed step evaluates: nodes ``c``, coefficients ``a`` (row i: stages < i), weights ``b``."""
+
+    c: tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+
+
+def fixed_step_tableau(name: str) -> Tableau:
+    """The explicit Runge-Kutta method ``name`` as the stages one fixed step needs.
+
+    Read from diffrax's Butcher tableau. A first-same-as-last (FSAL) method's
+    last stage is f(t1, y1), which only an error estimate or the next step
+    reads; a fixed step leaves it out (the next step evaluates it as its first
+    stage), so Tsit5 costs 6 evaluations a step, not 7.
+    """
+    solver = make_solver(name)
+    if isinstance(solver, (diffrax.Euler, ScaleCausalEuler)):
+        return Tableau((0.0,), ((),), (1.0,))
+    t = solver.tableau
+    c = (0.0,) + tuple(float(x) for x in t.c)
+    a = ((),) + tuple(tuple(float(x) for x in row) for row in t.a_lower)
+    b = tuple(float(x) for x in t.b_sol)
+    if t.fsal and b[-1] == 0.0:
+        c, a, b = c[:-1], a[:-1], b[:-1]
+    return Tableau(c, a, b)
+
+
+def fixed_step_evaluations(name: str) -> int:
+    """Vector-field evaluations of one fixed step of ``name`` (``fixed_step_tableau``)."""
+    return len(fixed_step_tableau(name).c)
+
+
+def _axpy(y: Sequence[Array], dt: float, coeffs: Sequence[float], ks: Sequence[Sequence[Array]]) -> tuple[Array, ...]:
+    """y + dt * sum_j coeffs[j] * ks[j], per component, skipping zero coefficients and constant
+    components (rate None); in y's dtypes."""
+    out = []
+    for i, yi in enumerate(y):
+        terms = [cj * ks[j][i].astype(jnp.float32) for j, cj in enumerate(coeffs) if cj != 0.0 and ks[j][i] is not None]
+        out.append(yi if not terms else yi + (dt * sum(terms[1:], terms[0])).astype(yi.dtype))
+    return tuple(out)
+
+
+def runge_kutta_step(rate: Callable[[Array, tuple[Array, ...]], tuple[Array, ...]], tableau: Tableau,
+                     t0: Array, dt: float, y: tuple[Array, ...]) -> tuple[Array, ...]:
+    """One explicit Runge-Kutta step of size ``dt`` from ``(t0, y)``.
+
+    ``rate(t, y)`` is the vector field, a tuple like ``y`` with None for
+    components that never change.
+    """
+    ks: list[tuple[Array, ...]] = []
+    for c, a in zip(tableau.c, tableau.a):
+        ks.append(rate(t0 + c * dt, _axpy(y, dt, a, ks) if ks else tuple(y)))
+    return _axpy(y, dt, tableau.b, ks)
+
+
+def causal_euler_step(component_rate: Callable[[int, Array, tuple[Array, ...]], Array], t0: Array, dt: float,
+                      y: tuple[Array, ...]) -> tuple[Array, ...]:
+    """One scale-causal (Gauss-Seidel) Euler step: component i moves by its rate on the partly updated state.
+
+    ``component_rate(i, t, y)`` is component i of the vector field (None for
+    a component that never changes). The same step as ``ScaleCausalEuler``,
+    evaluating each component's rate once.
+    """
+    y = list(y)
+    for i in range(len(y)):
+        r = component_rate(i, t0, tuple(y))
+        if r is not None:
+            y[i] = y[i] + (dt * r.astype(jnp.float32)).astype(y[i].dtype)
+    return tuple(y)
+
+
 __all__ = [
-    "ADAPTIVE", "ADJOINTS", "SOLVERS", "ScaleCausalEuler", "count_evaluations", "make_adjoint", "make_solver", "stages",
+    "ADAPTIVE", "ADJOINTS", "LOOP_ADJOINTS", "SOLVERS", "ScaleCausalEuler", "Tableau", "causal_euler_step", "count_evaluations",
+    "fixed_step_evaluations", "fixed_step_tableau", "make_adjoint", "make_solver", "runge_kutta_step", "stages",
 ]
