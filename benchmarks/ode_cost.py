@@ -16,7 +16,7 @@ cost (``x_per_evaluation`` = x_discrete * nfe_discrete / nfe), the compile time
 step (``memory_analysis``).
 
     python benchmarks/ode_cost.py                   # writes benchmarks/results/ode_cost.json
-    python benchmarks/ode_cost.py --presets medium --reps 3 --out /tmp/x.json
+    python benchmarks/ode_cost.py --presets paper --groups fixed --only "causal_euler dt=1" "heun dt=1" --reps 3
 """
 
 from __future__ import annotations
@@ -81,13 +81,13 @@ def forward_nfe(cfg, state, data) -> int:
     return int(st["intermediates"]["nfe"][0])
 
 
-def run(presets: list[str], reps: int, groups: list[str]) -> dict[str, Any]:
+def run(presets: list[str], reps: int, groups: list[str], only: list[str] | None = None) -> dict[str, Any]:
     chosen = {"fixed": FIXED, "memory": MEMORY, "adaptive": ADAPTIVE}
     out: dict[str, Any] = {"jax": jax.__version__, "backend": jax.default_backend(), "reps": reps, "patch": PATCH,
                            "load_average_start": os.getloadavg(), "presets": {}}
     for name in presets:
         batch = BATCH.get(name, 4)
-        variants = [("discrete", None)] + [v for g in groups for v in chosen[g]]
+        variants = [("discrete", None)] + [v for g in groups for v in chosen[g] if not only or v[0] in only]
         compiled = {}
         rows: dict[str, dict[str, Any]] = {}
         for label, ode in variants:
@@ -135,9 +135,10 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["medium", "paper"])
     ap.add_argument("--groups", nargs="+", default=["fixed", "memory", "adaptive"], choices=["fixed", "memory", "adaptive"])
     ap.add_argument("--reps", type=int, default=5, help="timed rounds (median; default 5)")
+    ap.add_argument("--only", nargs="+", help="only these variant labels (and the discrete network)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
-    res = run(args.presets, args.reps, args.groups)
+    res = run(args.presets, args.reps, args.groups, args.only)
     print(table(res))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
