@@ -255,15 +255,15 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path, monkeypatch):
     from bppjax.data.sampler import PatchSampler
     from bppjax.training import step as step_module
 
-    draw = PatchSampler.batch_at
+    draw = PatchSampler.local_batch  # what the loop asks for (this host's share of batch k)
 
-    def batch_at(self, k):
-        b = draw(self, k)
+    def local_batch(self, k, index, count):
+        b = draw(self, k, index, count)
         if k >= 5:  # the update producing step 6 sees an all-black target
             b["target"] = np.zeros_like(b["target"])
         return b
 
-    monkeypatch.setattr(PatchSampler, "batch_at", batch_at)
+    monkeypatch.setattr(PatchSampler, "local_batch", local_batch)
     monkeypatch.setitem(step_module.LOSSES, "l1", lambda p, t: jnp.mean(jnp.abs(p - t)) / jnp.max(t))  # inf on black
     c = default_config("tiny")
     c.train.update(ckpt_every=2, log_every=10)
