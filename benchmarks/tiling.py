@@ -18,6 +18,7 @@ mode at >= 20x its speed; (3) peak RSS < 4 GB.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -168,7 +169,7 @@ def set5(checkpoint: Path, modes: Sequence[str], repeats: int = 1) -> list[dict]
 
 
 def _parse_setting(name: str) -> tuple[str, dict]:
-    """``auto``, ``paper``, ``whole`` or ``MODE:tile=T,stride=S,margin=M``."""
+    """``auto``, ``paper``, ``whole`` or ``MODE:tile=T,stride=S,margin=M,window=P`` (P: Hamming window power; quality only)."""
     mode, _, rest = name.partition(":")
     kw = {k: int(v) for k, v in (item.split("=") for item in rest.split(",") if item)}
     return mode, kw
@@ -213,7 +214,9 @@ def quality(data: Sequence[str], settings: Sequence[str], models: Sequence[str] 
             samples = [sr_input(hr, scale) for _, hr in images]
             for setting in settings:
                 mode, kw = _parse_setting(setting)
+                power = kw.pop("window", None)
                 spec = resolve_spec(model, mode, patch=patch, **kw)
+                spec = spec if power is None else dataclasses.replace(spec, window_power=power)
                 scores, net_px, out_px = [], 0, 0
                 for sample in samples:
                     x = sample.net_input.astype(np.float32) / 255
@@ -224,7 +227,7 @@ def quality(data: Sequence[str], settings: Sequence[str], models: Sequence[str] 
                     net_px += tiles * (spec.tile or 0) ** 2 if spec.tile else h * w
                     out_px += h * w
                 row = dict(model=name, overrides=list(overrides), data=dataset, setting=setting, tile=spec.tile, stride=spec.stride,
-                           psnr=round(float(np.mean(scores)), 4), network_px_per_output_px=round(net_px / out_px, 3))
+                           margin=spec.margin, window_power=spec.window_power, psnr=round(float(np.mean(scores)), 4), network_px_per_output_px=round(net_px / out_px, 3))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for r in rows:  # difference to the evaluation protocol (`auto`) of the same model and data

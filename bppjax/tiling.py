@@ -7,15 +7,16 @@ of the training patches, 16 px apart, and blends them with Hamming weights.
 That is ~20-40x redundant; ``mode="auto"`` (the evaluation protocol) keeps
 the training-size tiles (IN statistics over regions of the size the model was
 trained on) with half the overlap, ~7x cheaper; ``mode="fast"`` (the default
-of ``enhance``) overlaps them by a sixth, in one fixed shape for every image,
-~2.7x cheaper again.
+of ``enhance``) overlaps them by a quarter, blended with squared Hamming
+weights, in one fixed shape for every image, ~2x cheaper again.
 
 How: the image is reflect-padded to a multiple of ``model.multiple`` (as the
 model itself would), tiles of one fixed shape are laid on a grid whose first
 and last tiles touch the image borders, and batches of tiles go through one
 jitted function (one compilation; the last batch is padded). Each tile's
 output is weighted by a separable window (Hamming over the part of the tile
-that is kept, zero over ``margin`` pixels at edges inside the image) and
+that is kept, raised to ``TileSpec.window_power``; zero over ``margin``
+pixels at edges inside the image) and
 accumulated in NumPy as batches return, so memory is the image, the output
 and one batch of tiles. Tiles are generated lazily. For a network whose
 output is ``scale`` times its input (one that takes the low-resolution image)
@@ -57,11 +58,14 @@ AUTO_OVERLAP = 0.25
 PATCH_OVERLAP = 0.5
 #: Pixels per batch of tiles when ``batch`` is not given (bounds activation memory).
 BATCH_PIXELS = 1 << 18
-#: Tile side of ``mode="fast"`` for models with IN, in training patches. Chosen on the embedded photographs
-#: (``benchmarks/tiling.py quality``; docs/ENHANCE.md): 128 px tiles lose more than 0.02 dB at x4.
+#: Tile side of ``mode="fast"`` for models with IN, in training patches. ``FAST_TILE_PATCHES``, ``FAST_OVERLAP`` and
+#: ``FAST_WINDOW_POWER`` are the cheapest setting measured within 0.01 dB of ``auto`` for each of the x2, x3 and x4
+#: zoo models on the embedded photographs (``benchmarks/tiling.py quality``; docs/ENHANCE.md).
 FAST_TILE_PATCHES = 1
-#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile (16 px of 96).
-FAST_OVERLAP = 1 / 6
+#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile (24 px of 96).
+FAST_OVERLAP = 1 / 4
+#: Exponent of the Hamming window in ``mode="fast"``: squared, the blend favours each tile's centre.
+FAST_WINDOW_POWER = 2
 #: Tiles per network call in ``mode="fast"``: on the 2-core CPU, 96 px tiles one at a time ran 1.28x faster than
 #: ``BATCH_PIXELS`` worth (28) side by side (the activations of one tile stay in cache), and no tile is padding.
 FAST_BATCH = 1
@@ -144,6 +148,8 @@ class TileSpec:
         array, whatever the image size: an image smaller than the tile is
         reflect-padded up to it and the batch is not shrunk for images with
         fewer tiles, so a folder of images of any sizes compiles once.
+      window_power: blending weights are the Hamming window raised to this
+        power (1: Hamming; larger favours tile centres over tile edges).
     """
 
     tile: int | None
@@ -151,6 +157,7 @@ class TileSpec:
     margin: int = 0
     batch: int | None = None
     fixed_shape: bool = False
+    window_power: int = 1
 
 
 def axis_starts(length: int, tile: int, stride: int) -> np.ndarray:
@@ -161,8 +168,8 @@ def axis_starts(length: int, tile: int, stride: int) -> np.ndarray:
     return np.asarray(sorted(set(starts)), np.int64)
 
 
-def axis_window(start: int, tile: int, length: int, margin: int) -> tuple[int, int, np.ndarray]:
-    """Kept span [lo, hi) of a tile (tile coordinates) and its Hamming weights over it.
+def axis_window(start: int, tile: int, length: int, margin: int, power: int = 1) -> tuple[int, int, np.ndarray]:
+    """Kept span [lo, hi) of a tile (tile coordinates) and its Hamming weights over it (raised to ``power``).
 
     Edges on the image border keep their pixels (the tile sees the same border
     as the whole image); edges inside the image drop ``margin`` px.
@@ -170,7 +177,8 @@ def axis_window(start: int, tile: int, length: int, margin: int) -> tuple[int, i
     lo = 0 if start == 0 else margin
     hi = tile if start + tile >= length else tile - margin
     # np.hamming is 0.08 at its ends (positive), and [1.0] for a single pixel.
-    return lo, hi, np.hamming(hi - lo).astype(np.float32)
+    window = np.hamming(hi - lo)
+    return lo, hi, (window if power == 1 else window ** power).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +192,7 @@ class TilePlan:
     ys: np.ndarray
     xs: np.ndarray
     margin: int
+    window_power: int = 1
 
     @property
     def count(self) -> int:
@@ -197,14 +206,14 @@ class TilePlan:
 
     def windows(self, axis: int) -> list[tuple[int, int, np.ndarray]]:
         starts, tile, length = (self.ys, self.tile_h, self.height) if axis == 0 else (self.xs, self.tile_w, self.width)
-        return [axis_window(int(s), tile, length, self.margin) for s in starts]
+        return [axis_window(int(s), tile, length, self.margin, self.window_power) for s in starts]
 
     def scaled(self, scale: int) -> "TilePlan":
         """The same grid in the output of a network that enlarges ``scale`` times (every length multiplied)."""
         if scale == 1:
             return self
         return TilePlan(self.height * scale, self.width * scale, self.tile_h * scale, self.tile_w * scale,
-                        self.ys * scale, self.xs * scale, self.margin * scale)
+                        self.ys * scale, self.xs * scale, self.margin * scale, self.window_power)
 
     def weight_sum(self, axis: int) -> np.ndarray:
         """Sum of the windows along one axis; the 2-D weight sum is the outer product."""
@@ -238,7 +247,8 @@ def plan_tiles(height: int, width: int, spec: TileSpec, multiple: int = 1) -> Ti
                 f"stride={stride} leaves gaps along the image {name}: tiles of {t} px keep {t - 2 * margin} px "
                 f"after dropping margin={margin} on each side; use stride <= {t - 2 * margin} or a larger tile"
             )
-    return TilePlan(height, width, th, tw, axis_starts(height, th, stride), axis_starts(width, tw, stride), margin)
+    return TilePlan(height, width, th, tw, axis_starts(height, th, stride), axis_starts(width, tw, stride), margin,
+                    int(spec.window_power))
 
 
 # --------------------------------------------------------------------------- specs and modes
@@ -282,7 +292,8 @@ def resolve_spec(
         36.93 in ``paper`` mode at 7x the time), or ``AUTO_TILE`` px tiles
         overlapping by ``AUTO_OVERLAP`` when the patch is not known.
       fast: the default of ``enhance``. With IN, tiles of ``FAST_TILE_PATCHES``
-        training patches overlapping by ``FAST_OVERLAP`` of their side, in one
+        training patches overlapping by ``FAST_OVERLAP`` of their side, blended
+        with the Hamming window to the power ``FAST_WINDOW_POWER``, in one
         fixed shape (``TileSpec.fixed_shape``: one compilation for images of any
         size); fewer network pixels per output pixel than ``auto`` (figures in
         docs/ENHANCE.md). Without IN, the same as ``auto`` (exact).
@@ -298,12 +309,12 @@ def resolve_spec(
     min_size = int(getattr(model, "min_size", 1))
     if mode == "whole" and tile is None:
         return TileSpec(None, batch=1)
-    fixed = False
+    fixed, power = False, 1
     if mode == "paper":
         t, s, mg = int(patch or DEFAULT_PATCH), PAPER_STRIDE, 0
     elif mode == "fast" and has_instance_norm(model):
         t = _round_up(FAST_TILE_PATCHES * int(patch or DEFAULT_PATCH), m) if tile is None else int(tile)
-        s, mg, fixed = _round_down(t * (1 - FAST_OVERLAP), m), 0, True
+        s, mg, fixed, power = _round_down(t * (1 - FAST_OVERLAP), m), 0, True, FAST_WINDOW_POWER
         batch = FAST_BATCH if batch is None else batch
     elif has_instance_norm(model) or not _has_margin(model):  # blend overlaps; not exact
         t = (_round_up(int(patch), m) if patch else AUTO_TILE) if tile is None else int(tile)
@@ -318,7 +329,7 @@ def resolve_spec(
     mg = mg if margin is None else int(margin)
     if t < min_size or t % m:
         raise ValueError(f"tile={t} is too small or misaligned for this model: it needs a multiple of {m}, at least {_round_up(min_size, m)}")
-    return TileSpec(t, s, mg, batch, fixed_shape=fixed)
+    return TileSpec(t, s, mg, batch, fixed_shape=fixed, window_power=power)
 
 
 # --------------------------------------------------------------------------- running
@@ -498,7 +509,7 @@ def tile_count(height: int, width: int, spec: TileSpec, multiple: int = 1) -> in
 
 
 __all__ = [
-    "AUTO_OVERLAP", "AUTO_TILE", "ENHANCE_MODE", "FAST_BATCH", "FAST_OVERLAP", "FAST_TILE_PATCHES", "PATCH_OVERLAP", "DEFAULT_PATCH", "MODES",
+    "AUTO_OVERLAP", "AUTO_TILE", "ENHANCE_MODE", "FAST_BATCH", "FAST_OVERLAP", "FAST_TILE_PATCHES", "FAST_WINDOW_POWER", "PATCH_OVERLAP", "DEFAULT_PATCH", "MODES",
     "PAPER_STRIDE", "TilePlan", "TileSpec", "axis_starts", "axis_window", "batch_size", "compile_tiles", "has_instance_norm", "make_apply_fn", "plan_tiles", "probe_receptive_margin",
     "receptive_margin", "resolve_spec", "tile_count", "tiled_apply", "tiled_inference",
 ]

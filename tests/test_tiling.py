@@ -65,7 +65,7 @@ def test_stride_that_leaves_gaps_after_the_margin_is_an_error():
         plan_tiles(200, 200, TileSpec(62, 16, 0), multiple=4)
 
 
-@pytest.mark.parametrize("spec", [TileSpec(32, 8, 0), TileSpec(32, 16, 8, batch=5), TileSpec(None)])
+@pytest.mark.parametrize("spec", [TileSpec(32, 8, 0), TileSpec(32, 16, 8, batch=5), TileSpec(32, 24, 0, window_power=2), TileSpec(None)])
 def test_identity_network_reconstructs_the_image_and_batches_have_one_shape(spec):
     """Weights are normalised: blending copies of the input gives the input back, on any size."""
     img = np.random.default_rng(0).random((45, 70, 3), dtype=np.float32)
@@ -83,12 +83,14 @@ def test_identity_network_reconstructs_the_image_and_batches_have_one_shape(spec
         assert len(shapes) == -(-plan.count // spec.batch) and shapes[0][0] == spec.batch
 
 
-def test_blending_uses_hamming_weights():
-    """Two tiles returning constants 0 and 1: the blend follows their Hamming windows."""
+@pytest.mark.parametrize("power", [1, 2])
+def test_blending_uses_hamming_weights(power):
+    """Two tiles returning constants 0 and 1: the blend follows their Hamming windows (to ``window_power``)."""
     img = np.zeros((16, 48, 1), np.float32)
     calls = iter([0.0, 1.0])
-    out = tiled_apply(lambda t: np.stack([np.full(t.shape[1:], next(calls), np.float32) for _ in t]), img, TileSpec(32, 16, 0, batch=1))
-    w = np.hamming(32)
+    spec = TileSpec(32, 16, 0, batch=1, window_power=power)
+    out = tiled_apply(lambda t: np.stack([np.full(t.shape[1:], next(calls), np.float32) for _ in t]), img, spec)
+    w = np.hamming(32) ** power
     expected_mid = w[:16] / (w[:16] + w[16:])  # column 16+k: tile 0 weight w[16+k], tile 1 weight w[k]
     np.testing.assert_allclose(out[0, 16:32, 0], expected_mid, atol=1e-6)
     np.testing.assert_allclose(out[:, :16], 0, atol=1e-6)
@@ -201,7 +203,9 @@ def test_fixed_shape_is_one_call_shape_for_images_of_any_size():
 def test_fast_mode_is_fixed_shape_with_in_and_auto_without():
     with_in = resolve_spec(build_model(preset("tiny")), "fast", patch=48)
     assert with_in.fixed_shape and with_in.tile == 48 and with_in.stride < with_in.tile and with_in.margin == 0
-    assert with_in.stride > resolve_spec(build_model(preset("tiny")), "auto", patch=48).stride  # fewer tiles than auto
+    auto = resolve_spec(build_model(preset("tiny")), "auto", patch=48)
+    assert with_in.stride > auto.stride  # fewer tiles than auto
+    assert with_in.window_power == 2 and auto.window_power == 1  # auto (the evaluation protocol) blends with plain Hamming
     no_in = _no_in_tiny()
     assert resolve_spec(no_in, "fast") == resolve_spec(no_in, "auto")  # exact, as auto
     assert ENHANCE_MODE in MODES
