@@ -141,7 +141,7 @@ def facts(model_cfg) -> dict[str, Any]:
         net = model_cfg[model_cfg.arch]
         shape = {"arch": model_cfg.arch, "width": int(net.width), "blocks": int(net.blocks)}
     else:
-        shape = {"arch": "bpp", "levels": int(model_cfg.levels), "features": [int(f) for f in model_cfg.features], "depth": int(model_cfg.depth)}
+        shape = {"arch": "bpp", "levels": len(tuple(model_cfg.features)), "features": [int(f) for f in model_cfg.features], "depth": int(model_cfg.depth)}
     return {"params": int(sum(np.prod(s.shape) for s in jax.tree.leaves(shapes))),
             "macs_per_pixel": float(model.macs_per_pixel()), "shape": shape}
 

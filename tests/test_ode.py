@@ -14,7 +14,7 @@ import pytest
 
 import bppjax.models.ode as ode
 from bppjax.models.bpp import BPP
-from bppjax.models.ode import BPPODE, build_ode_model
+from bppjax.models.ode import BPPODE
 from bppjax.models.presets import build_model, model_config
 from bppjax.models.solvers import ScaleCausalEuler, count_evaluations, fixed_step_evaluations, make_solver
 
@@ -248,7 +248,7 @@ def test_config_drives_the_ode_model_and_freeze_mode():
 
     x = _image()
     params = _params(1, x)
-    frozen = build_ode_model(cfg, freeze=True)
+    frozen = build_model(cfg, freeze=True)
     y = model.apply({"params": params}, x)
     # Freeze mode changes only what gradients see, never the forward value.
     np.testing.assert_allclose(frozen.apply({"params": params}, x), y, rtol=1e-6, atol=1e-6)

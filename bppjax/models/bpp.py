@@ -354,9 +354,13 @@ class BPP(nn.Module):
             kernel_init=self._kernel_init(),
         )
 
-    def check(self) -> None:
-        """Validate hyper-parameters (subclasses add their own)."""
+    def validate(self) -> None:
+        """Check the hyper-parameters (no binding needed); the model's one validator, which subclasses extend."""
         check_config(self)
+
+    def check(self) -> None:
+        """Checks made when the model runs: its hyper-parameters (subclasses add their own)."""
+        self.validate()
 
     def evolve(self, h: Sequence[Array], p: Sequence[Array | None]) -> Sequence[Array]:
         """Depth dynamics from the initial states to the final ones: D flux blocks.

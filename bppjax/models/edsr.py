@@ -111,12 +111,17 @@ class EDSR(nn.Module):
         """The same network in LinearScope mode (decisions frozen); parameters are shared."""
         return self.clone(freeze=True)
 
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def validate(self) -> None:
+        """Check the hyper-parameters (the model's one validator; messages name the config key)."""
         if self.width < 1 or self.blocks < 0:
             raise ValueError(f"model.edsr.width must be >= 1 and model.edsr.blocks >= 0; got {self.width}, {self.blocks}")
         if self.remat not in REMATS:
             raise ValueError(f"model.remat must be one of {REMATS} for model.arch='edsr'; got {self.remat!r}")
+        upsampler_stages(int(self.scale))
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        self.validate()
         stages = upsampler_stages(int(self.scale))
         validate_input(x)
         x = x.astype(jnp.float32)

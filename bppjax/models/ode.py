@@ -45,11 +45,10 @@ import equinox as eqx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 from jax import lax
 from jaxtyping import Array, Float, Int
 
-from bppjax.models.bpp import BPP, DTYPES, FluxBlock, check_config
+from bppjax.models.bpp import BPP, FluxBlock
 from bppjax.models.reversible import ProjectFn, UpdateFn
 from bppjax.models.solvers import (
     ADAPTIVE, ADJOINTS, LOOP_ADJOINTS, SOLVERS, causal_euler_step, count_evaluations, fixed_step_evaluations, fixed_step_tableau,
@@ -477,9 +476,12 @@ class BPPODE(BPP):
                 "(non-mutable) and take JVPs/VJPs at the input."
             )
 
-    def check(self) -> None:
-        check_config(self)
+    def validate(self) -> None:
+        super().validate()
         check_ode_config(self)
+
+    def check(self) -> None:
+        self.validate()
         self._check_frozen()
 
     def evolve(self, h: list[Array], p: list[Array | None]) -> list[Array]:
@@ -528,37 +530,8 @@ def check_ode_config(m: BPPODE) -> None:
         raise ValueError(f"trajectory_ts must lie in [0, depth={m.depth}]; got {m.trajectory_ts}")
 
 
-def build_ode_model(cfg: ml_collections.ConfigDict, freeze: bool = False) -> BPPODE:
-    """The ODE model for a ``model`` config with ``kind="ode"`` (reads the ``ode`` group).
-
-    The ``ode`` settings are validated here, before anything is compiled.
-    """
-    o = cfg.ode
-    model = BPPODE(
-        features=tuple(int(c) for c in cfg.features),
-        depth=int(cfg.depth),
-        instance_norm=bool(cfg.instance_norm),
-        down_projection=cfg.down_projection,
-        dtype=DTYPES[cfg.dtype],
-        remat=cfg.remat,
-        dirac_noise=float(cfg.dirac_noise),
-        freeze=freeze,
-        solver=str(o.solver),
-        dt=float(o.dt),
-        time=str(o.time),
-        adaptive=bool(o.get("adaptive", False)),
-        rtol=float(o.rtol),
-        atol=float(o.atol),
-        max_steps=int(o.max_steps),
-        adjoint=str(o.adjoint),
-        loop=str(o.get("loop", "unroll")),
-    )
-    check_ode_config(model)
-    return model
-
-
 __all__ = [
-    "BPPODE", "FluxField", "LOOPS", "Solution", "SolveSettings", "TIMES", "block_weights", "build_ode_model",
+    "BPPODE", "FluxField", "LOOPS", "Solution", "SolveSettings", "TIMES", "block_weights",
     "check_ode_config", "integrate", "integrate_fixed", "interpolate_weights", "pack_state", "stack_blocks", "state_change_norms",
     "steps_per_unit", "unpack_state", "uses_step_loop", "weight_windows", "window_theta",
 ]

@@ -7,15 +7,15 @@ analysis tools all construct networks through ``build_model``.
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from bppjax.models.bpp import BPP, DOWN_PROJECTIONS, DTYPES, REMATS
+from bppjax.models.bpp import BPP, DTYPES, REMATS
 from bppjax.models.edsr import EDSR, edsr_width_for_params
-from bppjax.models.edsr import SCALES as EDSR_SCALES
 from bppjax.models.resnet import REMATS as RESNET_REMATS
 from bppjax.models.resnet import ResNet, width_for_params
 
@@ -31,7 +31,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
         dict(
             arch="bpp",
             kind="discrete",
-            levels=4,
+            levels=None,  # follows from features (a value given must equal len(features))
             features=(256, 128, 64, 48),
             depth=16,
             instance_norm=True,
@@ -41,7 +41,8 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
             dirac_noise=1e-3,
             resnet=dict(width=64, blocks=16, res_scale=1.0),
             edsr=dict(width=64, blocks=16, res_scale=1.0, scale=2),
-            ode=dict(solver="causal_euler", dt=1.0, time="piecewise", adaptive=False, adjoint="recursive", rtol=1e-3, atol=1e-4, max_steps=4096),
+            ode=dict(solver="causal_euler", dt=1.0, time="piecewise", adaptive=False, adjoint="recursive", rtol=1e-3, atol=1e-4, max_steps=4096,
+                     loop="unroll"),
         )
     )
     for k, v in overrides.items():
@@ -56,17 +57,17 @@ def paper() -> ml_collections.ConfigDict:
 
 def small() -> ml_collections.ConfigDict:
     """3 levels, 32/24/16 features, 4 blocks (118k parameters): CPU-scale training."""
-    return model_config(levels=3, features=(32, 24, 16), depth=4)
+    return model_config(features=(32, 24, 16), depth=4)
 
 
 def medium() -> ml_collections.ConfigDict:
     """3 levels, 48/32/24 features, 4 blocks (234k parameters): the shipped zoo models."""
-    return model_config(levels=3, features=(48, 32, 24), depth=4)
+    return model_config(features=(48, 32, 24), depth=4)
 
 
 def tiny() -> ml_collections.ConfigDict:
     """3 levels of 8 features, 2 blocks (~7.5k parameters): tests and CI."""
-    return model_config(levels=3, features=(8, 8, 8), depth=2)
+    return model_config(features=(8, 8, 8), depth=2)
 
 
 def resnet_small() -> ml_collections.ConfigDict:
@@ -102,56 +103,56 @@ def preset(name: str) -> ml_collections.ConfigDict:
     return PRESETS[name]()
 
 
-def validate_model_config(cfg: ml_collections.ConfigDict) -> None:
-    """Check a model config before anything is compiled; errors name the config key."""
+def model_class(cfg: ml_collections.ConfigDict) -> type[nn.Module]:
+    """The module class a model config describes (``arch`` and ``kind``); errors name the config key."""
 
-    def choice(key: str, options, where: str = "") -> None:
+    def choice(key: str, options) -> None:
         if cfg.get(key) not in options:
-            raise ValueError(f"model.{key} must be one of {tuple(options)}{where}; got {cfg.get(key)!r}")
+            raise ValueError(f"model.{key} must be one of {tuple(options)}; got {cfg.get(key)!r}")
 
     choice("arch", ARCHS)
     choice("kind", KINDS)
     choice("dtype", tuple(DTYPES))
-    choice("remat", ARCH_REMATS[cfg.arch], "" if cfg.arch == "bpp" else f" for model.arch={cfg.arch!r}")
-    if cfg.arch == "bpp":
-        choice("down_projection", DOWN_PROJECTIONS)
-        feats = tuple(cfg.features)
-        if cfg.levels != len(feats):
-            raise ValueError(f"model.levels ({cfg.levels}) does not match the number of model.features ({len(feats)}: {feats})")
-        if any(int(c) < 1 for c in feats):
-            raise ValueError(f"model.features must be positive; got {feats}")
-        if int(cfg.depth) < 1:
-            raise ValueError(f"model.depth must be >= 1; got {cfg.depth}")
-    elif cfg.kind == "ode":
-        raise ValueError("model.kind='ode' is only defined for model.arch='bpp'")
-    elif cfg.arch == "edsr" and int(cfg.edsr.scale) not in EDSR_SCALES:
-        raise ValueError(f"model.edsr.scale must be one of {EDSR_SCALES}; got {cfg.edsr.scale!r}")
+    if cfg.kind == "ode":
+        if cfg.arch != "bpp":
+            raise ValueError("model.kind='ode' is only defined for model.arch='bpp'")
+        from bppjax.models.ode import BPPODE  # noqa: PLC0415 - diffrax costs seconds that discrete models should not pay
+
+        return BPPODE
+    return {"bpp": BPP, "resnet": ResNet, "edsr": EDSR}[cfg.arch]
+
+
+def constructor_args(cls: type[nn.Module], cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config's fields that are the constructor's (big_vision style: configs as data, no field-by-field copies).
+
+    BPP reads the model group itself (``features``, ``depth``, ...); the
+    baselines read their own group (``model.resnet``, ``model.edsr``) plus the
+    shared ``dtype`` and ``remat``; the ODE model adds ``model.ode``.
+    """
+    names = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
+    groups = [cfg] if cfg.arch == "bpp" else [{"dtype": cfg.dtype, "remat": cfg.remat}, cfg[cfg.arch]]
+    if cfg.kind == "ode":
+        groups.append(cfg.ode)
+    args = {k: v for g in groups for k, v in g.items() if k in names}
+    args["dtype"] = DTYPES[cfg.dtype]
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
 
 
 def build_model(cfg: ml_collections.ConfigDict, freeze: bool = False) -> nn.Module:
-    """The Flax module described by a model config (``freeze``: LinearScope mode)."""
-    validate_model_config(cfg)
-    dtype = DTYPES[cfg.dtype]
-    if cfg.arch == "resnet":
-        r = cfg.resnet
-        return ResNet(int(r.width), int(r.blocks), float(r.res_scale), dtype=dtype, remat=cfg.remat, freeze=freeze)
-    if cfg.arch == "edsr":
-        e = cfg.edsr
-        return EDSR(int(e.width), int(e.blocks), int(e.scale), float(e.res_scale), dtype=dtype, remat=cfg.remat, freeze=freeze)
-    if cfg.kind == "ode":
-        from bppjax.models.ode import build_ode_model  # local: diffrax import is slow
-
-        return build_ode_model(cfg, freeze=freeze)
-    return BPP(
-        features=tuple(int(c) for c in cfg.features),
-        depth=int(cfg.depth),
-        instance_norm=bool(cfg.instance_norm),
-        down_projection=cfg.down_projection,
-        dtype=dtype,
-        remat=cfg.remat,
-        dirac_noise=float(cfg.dirac_noise),
-        freeze=freeze,
-    )
+    """The Flax module described by a model config (``freeze``: LinearScope mode), validated by the model itself."""
+    levels = cfg.get("levels")
+    if cfg.get("arch") == "bpp" and levels is not None and int(levels) != len(tuple(cfg.features)):
+        raise ValueError(f"model.levels ({levels}) does not match the number of model.features "
+                         f"({len(tuple(cfg.features))}: {tuple(cfg.features)}); levels follow from features, leave it unset")
+    cls = model_class(cfg)
+    model = cls(**constructor_args(cls, cfg), freeze=freeze)
+    model.validate()
+    return model
 
 
-__all__ = ["ARCH_REMATS", "PRESETS", "build_model", "model_config", "preset", "validate_model_config", "jnp"]
+def validate_model_config(cfg: ml_collections.ConfigDict) -> None:
+    """Check a model config before anything is compiled: the model it builds checks its own hyper-parameters."""
+    build_model(cfg)
+
+
+__all__ = ["ARCH_REMATS", "PRESETS", "build_model", "constructor_args", "model_class", "model_config", "preset", "validate_model_config", "jnp"]

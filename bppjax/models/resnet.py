@@ -84,12 +84,16 @@ class ResNet(nn.Module):
         """The same network in LinearScope mode (decisions frozen); parameters are shared."""
         return self.clone(freeze=True)
 
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def validate(self) -> None:
+        """Check the hyper-parameters (the model's one validator; messages name the config key)."""
         if self.width < 1 or self.blocks < 0:
             raise ValueError(f"model.resnet.width must be >= 1 and model.resnet.blocks >= 0; got {self.width}, {self.blocks}")
         if self.remat not in REMATS:
             raise ValueError(f"model.remat must be one of {REMATS} for model.arch='resnet'; got {self.remat!r}")
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        self.validate()
         validate_input(x)
         x = x.astype(jnp.float32)
         h = Conv(self.width, use_bias=True, dtype=self.dtype, name="head")(x.astype(self.dtype))

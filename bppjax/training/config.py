@@ -266,7 +266,7 @@ def validate_config(
         raise ConfigError(f"data.min_std is in [0, 1) units of the peak value; got {d.min_std!r}")
     model = build_model(config.model)
     if d.patch % model.multiple:
-        raise ConfigError(f"data.patch={d.patch} must be a multiple of {model.multiple} for a {config.model.levels}-level BPP")
+        raise ConfigError(f"data.patch={d.patch} must be a multiple of {model.multiple} for a {len(tuple(config.model.features))}-level BPP")
     if input_space(model) == "lr":  # one upsampler: the data must be degraded at the model's factor
         s = output_scale(model)
         if tuple(d.scales) not in ((), (s,)):

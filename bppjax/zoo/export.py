@@ -88,7 +88,7 @@ def export_model(
         "weights": weights.name,
         "sha256": sha256(weights),
         "params": int(sum(np.size(a) for a in jax.tree.leaves(params))),
-        "preset_shape": {"levels": int(config.model.levels), "features": list(config.model.features), "depth": int(config.model.depth)},
+        "preset_shape": {"levels": len(tuple(config.model.features)), "features": list(config.model.features), "depth": int(config.model.depth)},
         "training": {
             "data": _training_data(config),
             "validation": _training_data(type(config)({"data": {"train": config.data.val}})) if config.data.val.source else [],
