@@ -12,6 +12,7 @@ from bppjax.image.resize import imresize
 from bppjax.models import input_space, output_scale
 from bppjax.models.edsr import EDSR, edsr_params, edsr_width_for_params, pixel_shuffle, upsampler_stages
 from bppjax.models.presets import build_model, model_config, preset
+from test_linearscope import random_params  # He-scaled kernels and sizeable biases: every decision matters
 
 
 def edsr_cfg(width: int, blocks: int, scale: int):
@@ -89,22 +90,10 @@ def test_bad_scale_is_one_clear_config_error():
         validate_model_config(model_config(arch="edsr", kind="ode"))
 
 
-def _random_params(model, x, seed=0):
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
-    rng = np.random.default_rng(seed)
-
-    def draw(path, s):
-        if str(getattr(path[-1], "key", path[-1])) == "bias":
-            return jnp.asarray(0.2 * rng.standard_normal(s.shape), jnp.float32)
-        return jnp.asarray(rng.standard_normal(s.shape) * np.sqrt(2.0 / np.prod(s.shape[:-1])), jnp.float32)
-
-    return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
 def test_linearscope_reconstructs_edsr():
     model = build_model(preset("edsr_tiny"))
     x = jnp.asarray(np.random.default_rng(3).uniform(size=(1, 8, 8, 3)), jnp.float32)
-    params = _random_params(model, x)
+    params = random_params(model, x)
     d = ls.decompose(model, params, x)
     assert d.y.shape[1:3] == (16, 16)
     assert d.reconstruction_error[0] < 1e-5, (d.method, d.reconstruction_error)
@@ -116,7 +105,7 @@ def test_analysis_of_an_edsr_takes_lr_input_and_output_pixels(tmp_path):
 
     model = build_model(preset("edsr_tiny"))
     x = np.random.default_rng(4).uniform(size=(10, 12, 3)).astype(np.float32)
-    params = _random_params(model, jnp.asarray(x)[None])
+    params = random_params(model, jnp.asarray(x)[None])
     norms, record = analyze_image(model, ls.frozen_twin(model), params, x, tmp_path / "a", pixels=[(19, 23), (0, 0)])
     assert np.asarray(norms).shape == (1, 2, 1)  # one level, two residual blocks, one image
     assert record["reconstruction_error"] < 1e-5 and record["filter_pixels"] == [[19, 23], [0, 0]]

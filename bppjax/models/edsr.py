@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from bppjax.image.resize import imresize_jax
 from bppjax.models.bpp import validate_input
 from bppjax.models.layers import Conv
-from bppjax.models.resnet import REMATS, ResBlock
+from bppjax.models.resnet import ResBlock, SingleResolution
 
 Array = jax.Array
 
@@ -55,7 +55,7 @@ def pixel_shuffle(x: Array, r: int) -> Array:
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * r, w * r, out)
 
 
-class EDSR(nn.Module):
+class EDSR(SingleResolution, nn.Module):
     """EDSR without batch norm: LR-space residual blocks, pixel-shuffle upsampler, bicubic global skip."""
 
     width: int = 64
@@ -69,18 +69,6 @@ class EDSR(nn.Module):
 
     #: The model takes the low-resolution image; its output is ``scale`` times larger.
     input_space = "lr"
-
-    @property
-    def multiple(self) -> int:
-        return 1
-
-    @property
-    def min_size(self) -> int:
-        return 1
-
-    def state_shapes(self, height: int, width: int, batch: int = 1) -> list[tuple[int, int, int, int]]:
-        """A single-resolution network has no per-level states."""
-        return []
 
     def receptive_margin(self) -> int:
         """Radius in LR pixels of an output pixel's input support.
@@ -102,21 +90,9 @@ class EDSR(nn.Module):
             at *= r
         return (lr + ups) / (s * s) + 9.0 * w * channels
 
-    @property
-    def can_replay_decisions(self) -> bool:
-        """Whether LinearScope can record the decisions (ReLU masks) and replay them."""
-        return True
-
-    def frozen_twin(self) -> "EDSR":
-        """The same network in LinearScope mode (decisions frozen); parameters are shared."""
-        return self.clone(freeze=True)
-
     def validate(self) -> None:
         """Check the hyper-parameters (the model's one validator; messages name the config key)."""
-        if self.width < 1 or self.blocks < 0:
-            raise ValueError(f"model.edsr.width must be >= 1 and model.edsr.blocks >= 0; got {self.width}, {self.blocks}")
-        if self.remat not in REMATS:
-            raise ValueError(f"model.remat must be one of {REMATS} for model.arch='edsr'; got {self.remat!r}")
+        self.check_residual_fields("edsr")
         upsampler_stages(int(self.scale))
 
     @nn.compact

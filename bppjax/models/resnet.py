@@ -42,7 +42,31 @@ class ResBlock(nn.Module):
         return x + self.res_scale * y
 
 
-class ResNet(nn.Module):
+class SingleResolution:
+    """What the single-resolution baselines (``ResNet``, ``EDSR``) share: any input size, no per-level
+    states, ReLU masks as their only decisions (LinearScope records and replays them)."""
+
+    multiple = 1  # height and width need no padding
+    min_size = 1
+    can_replay_decisions = True
+
+    def state_shapes(self, height: int, width: int, batch: int = 1) -> list[tuple[int, int, int, int]]:
+        """A single-resolution network has no per-level states."""
+        return []
+
+    def frozen_twin(self):
+        """The same network in LinearScope mode (decisions frozen); parameters are shared."""
+        return self.clone(freeze=True)
+
+    def check_residual_fields(self, arch: str) -> None:
+        """Width, blocks and remat, with messages naming ``model.<arch>`` keys."""
+        if self.width < 1 or self.blocks < 0:
+            raise ValueError(f"model.{arch}.width must be >= 1 and model.{arch}.blocks >= 0; got {self.width}, {self.blocks}")
+        if self.remat not in REMATS:
+            raise ValueError(f"model.remat must be one of {REMATS} for model.arch={arch!r}; got {self.remat!r}")
+
+
+class ResNet(SingleResolution, nn.Module):
     """Head conv (3 -> width), ``blocks`` residual blocks, tail conv (width -> 3), Y = X + tail."""
 
     width: int = 64
@@ -54,18 +78,6 @@ class ResNet(nn.Module):
     remat: str = "none"
     freeze: bool = False
 
-    @property
-    def multiple(self) -> int:
-        return 1
-
-    @property
-    def min_size(self) -> int:
-        return 1
-
-    def state_shapes(self, height: int, width: int, batch: int = 1) -> list[tuple[int, int, int, int]]:
-        """A single-resolution network has no per-level states."""
-        return []
-
     def receptive_margin(self) -> int:
         """Radius (px) of an output pixel's input support: head, two 3x3 convs per block, tail."""
         return 2 * int(self.blocks) + 2
@@ -75,21 +87,9 @@ class ResNet(nn.Module):
         w = int(self.width)
         return 9.0 * channels * w * 2 + int(self.blocks) * 2 * 9.0 * w * w
 
-    @property
-    def can_replay_decisions(self) -> bool:
-        """Whether LinearScope can record the decisions (ReLU masks, IN statistics) and replay them."""
-        return True
-
-    def frozen_twin(self) -> "ResNet":
-        """The same network in LinearScope mode (decisions frozen); parameters are shared."""
-        return self.clone(freeze=True)
-
     def validate(self) -> None:
         """Check the hyper-parameters (the model's one validator; messages name the config key)."""
-        if self.width < 1 or self.blocks < 0:
-            raise ValueError(f"model.resnet.width must be >= 1 and model.resnet.blocks >= 0; got {self.width}, {self.blocks}")
-        if self.remat not in REMATS:
-            raise ValueError(f"model.remat must be one of {REMATS} for model.arch='resnet'; got {self.remat!r}")
+        self.check_residual_fields("resnet")
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
