@@ -86,6 +86,7 @@ def test_tiny_study_end_to_end(claims, tmp_path, monkeypatch):
     monkeypatch.setattr(claims, "PATCH", 32)
     monkeypatch.setattr(claims, "CROP", 32)
     monkeypatch.setattr(claims, "ODE_SOLVES", claims.ODE_SOLVES[:1])
+    monkeypatch.setattr(claims, "VAL_POINTS", 2)  # a curve needs two points; each validation tiles two photos
     code = claims.main(["--part", "bpp_vs_resnet", "--part", "raindrop", "--part", "ode_vs_discrete", "--part", "linearscope",
                         "--budget-minutes", "0.001", "--seeds", "1", "--scales", "2", "--runs", str(tmp_path / "runs")])
     assert code == 0

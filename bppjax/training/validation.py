@@ -118,7 +118,7 @@ class Validator:
             return {}
         scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for p in self.pairs:
-            scores[p.tag].append(self._score(p, self.enhance(params, p)))
+            scores[p.tag].append(self._score(p, np.clip(self.enhance(params, p), 0.0, 1.0)))  # what the model would write
         res = {**_summarise(scores, ""), **self.baseline()}
         res["psnr_gain"] = res["psnr"] - res["input_psnr"]
         res["ssim_gain"] = res["ssim"] - res["input_ssim"]
