@@ -367,7 +367,7 @@ def _update_norm_maps(sources: dict[str, tuple[str, int]]) -> None:
         loaded = bppjax.load_model(where, which="latest")
         norms = mean_update_norms(loaded.model, loaded.params, (x for _, x in _benchmark_inputs("B100", scale, space=input_space(loaded.model))),
                                   normalised=False)
-        write_json(out, {"model": label, "source": where, "scale": scale, "dataset": "B100", "raw": np.asarray(norms).tolist(),
+        write_json(out, {"model": label, "source": _source(where), "scale": scale, "dataset": "B100", "raw": np.asarray(norms).tolist(),
                          **facts(loaded.config.model)})
         say(f"update norms {label}: done")
 
@@ -389,7 +389,7 @@ def part_linearscope(args, runs: Path) -> None:
             say(f"linearscope {label}: {where} not trained yet (run --part bpp_vs_resnet first); skipped")
             continue
         loaded = bppjax.load_model(where, which="latest")
-        rec: dict[str, Any] = {"model": label, "source": where, "crop": CROP, **facts(loaded.config.model)}
+        rec: dict[str, Any] = {"model": label, "source": _source(where), "crop": CROP, **facts(loaded.config.model)}
         for dataset in ("Set5", "Set14"):
             rows = []
             for stem, x in _benchmark_inputs(dataset, 2, CROP, input_space(loaded.model)):
@@ -642,6 +642,11 @@ def summarize(minutes: float | None = None) -> dict[str, Any]:
                                          "train_seconds": g["train_seconds"]}
         s["ode_vs_discrete"]["tests"] = compare(ode, disc)
     return s
+
+
+def _source(where: str) -> str:
+    """A zoo name as it is, a workdir by its run name (results carry no paths of the machine)."""
+    return where if not Path(where).is_dir() else f"<runs>/{Path(where).name}"
 
 
 def _calibrated(name: str) -> float | None:
