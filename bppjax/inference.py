@@ -67,7 +67,7 @@ class StreamedImage:
     ``bppjax.tiling.tiled_apply`` takes one: its first tiles go through the
     network while the rows below are still being computed (the bicubic
     pre-upscale, ``bppjax.image.resize_bands``). An error while writing is
-    raised to whoever waits.
+    raised to the caller waiting for those rows.
     """
 
     def __init__(self, shape: tuple[int, int, int], bands: Iterator[tuple[int, np.ndarray]]):
