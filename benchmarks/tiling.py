@@ -169,9 +169,13 @@ def set5(checkpoint: Path, modes: Sequence[str], repeats: int = 1) -> list[dict]
 
 
 def _parse_setting(name: str) -> tuple[str, dict]:
-    """``auto``, ``paper``, ``whole`` or ``MODE:tile=T,stride=S,margin=M,window=P`` (P: Hamming window power; quality only)."""
+    """``auto``, ``paper``, ``whole`` or ``MODE:tile=T,stride=S,margin=M,window=P,spread=0|1``.
+
+    ``window=P``: the Hamming window's power (``TileSpec.window_power``); ``spread=1``:
+    tiles spaced evenly (``TileSpec.spread``); both for ``quality`` only.
+    """
     mode, _, rest = name.partition(":")
-    kw = {k: int(v) for k, v in (item.split("=") for item in rest.split(",") if item)}
+    kw = {k: (float(v) if "." in v else int(v)) for k, v in (item.split("=") for item in rest.split(",") if item)}
     return mode, kw
 
 
@@ -179,20 +183,50 @@ def _parse_setting(name: str) -> tuple[str, dict]:
 
 
 ZOO_SR = ("bpp-sr-x2", "bpp-sr-x3", "bpp-sr-x4")
+#: Every SR model of the zoo; ``bpp-sr-multi`` is scored at each of ``MULTI_SCALES``.
+ZOO_ALL = (*ZOO_SR, "bpp-sr-multi")
+MULTI_SCALES = (2, 3, 4)
 
 
 #: The embedded photographs settings are chosen on (the held-out two and three of the training ones; not the largest).
 CHOOSE_ON = ("chelsea", "rocket", "coffee", "astronaut", "motorcycle_left")
 
 
+class TileCache:
+    """``apply_fn`` memoised per tile: settings that share tile positions compute each tile once.
+
+    Keyed by the tile's bytes and the batch size of the call (outputs are those of
+    the same call shape, so a cached result is what ``apply_fn`` returns for it).
+    """
+
+    def __init__(self, apply_fn):
+        self.apply_fn, self.store, self.computed, self.hits = apply_fn, {}, 0, 0
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        import hashlib
+
+        keys = [(len(tiles), hashlib.blake2b(t.tobytes(), digest_size=16).digest()) for t in tiles]
+        if all(k in self.store for k in keys):
+            self.hits += len(keys)
+            return np.stack([self.store[k] for k in keys])
+        out = np.asarray(self.apply_fn(tiles))
+        self.computed += len(keys)
+        for k, o in zip(keys, out):
+            self.store[k] = o
+        return out
+
+
 def quality(data: Sequence[str], settings: Sequence[str], models: Sequence[str] = ZOO_SR, json_path: Path | None = None,
-            overrides: Sequence[str] = ()) -> list[dict]:
+            overrides: Sequence[str] = (), scales: Sequence[int] = MULTI_SCALES) -> list[dict]:
     """Y_M PSNR (shave = scale) and network pixels per output pixel, per zoo model, image set and tiling setting.
 
     ``data`` names image sets: ``embedded`` (``CHOOSE_ON``, scikit-image photographs
     of ``bppjax.data.embedded``, on which settings are chosen) or folders of
-    ``../shared/data`` (``Set5``, ``Set14``: reporting only). Network pixels
-    count every tile once (a padded last batch aside).
+    ``../shared/data`` (``Set5``, ``Set14``: reporting only). A model trained on
+    several factors (``bpp-sr-multi``) is scored at each of ``scales``. Network
+    pixels count every tile once (a padded last batch aside). Each row has the
+    per-image scores and, against ``auto`` of the same model, factor and data, the
+    mean difference (``dpsnr_vs_auto``) and the worst single image's (``worst_image_dpsnr_vs_auto``).
     """
     from bppjax.data.embedded import load_embedded
     from bppjax.image.degrade import sr_input
@@ -204,36 +238,43 @@ def quality(data: Sequence[str], settings: Sequence[str], models: Sequence[str] 
     rows = []
     for name in models:
         loaded = pretrained(name, overrides)
-        model, patch, scale = loaded.model, loaded.patch, int(loaded.config.data.scales[0])
-        apply_fn = make_apply_fn(model, loaded.params)
-        for dataset in data:
-            if dataset == "embedded":
-                images = load_embedded(CHOOSE_ON)
-            else:
-                images = [(f.stem, read_image(f, dtype="uint8")) for f in sorted((DATA / dataset).glob("*.png"))]
-            samples = [sr_input(hr, scale) for _, hr in images]
-            for setting in settings:
-                mode, kw = _parse_setting(setting)
-                power = kw.pop("window", None)
-                spec = resolve_spec(model, mode, patch=patch, **kw)
-                spec = spec if power is None else dataclasses.replace(spec, window_power=power)
-                scores, net_px, out_px = [], 0, 0
-                for sample in samples:
-                    x = sample.net_input.astype(np.float32) / 255
-                    y = np.clip(tiled_apply(apply_fn, x, spec, multiple=model.multiple), 0, 1)
-                    scores.append(psnr(sample.hr, y, shave=scale))
-                    h, w = x.shape[:2]
-                    tiles = tile_count(h, w, spec, model.multiple)
-                    net_px += tiles * (spec.tile or 0) ** 2 if spec.tile else h * w
-                    out_px += h * w
-                row = dict(model=name, overrides=list(overrides), data=dataset, setting=setting, tile=spec.tile, stride=spec.stride,
-                           margin=spec.margin, window_power=spec.window_power, psnr=round(float(np.mean(scores)), 4), network_px_per_output_px=round(net_px / out_px, 3))
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    for r in rows:  # difference to the evaluation protocol (`auto`) of the same model and data
-        ref = next((q for q in rows if q["model"] == r["model"] and q["data"] == r["data"] and q["setting"] == "auto"
-                    and q["overrides"] == r["overrides"]), None)
+        model, patch, trained = loaded.model, loaded.patch, [int(s) for s in loaded.config.data.scales]
+        for scale in (trained if len(trained) == 1 else [s for s in scales if s in trained]):
+            for dataset in data:
+                apply_fn = TileCache(make_apply_fn(model, loaded.params))  # per model, factor and set: bounded memory
+                if dataset == "embedded":
+                    images = load_embedded(CHOOSE_ON)
+                else:
+                    images = [(f.stem, read_image(f, dtype="uint8")) for f in sorted((DATA / dataset).glob("*.png"))]
+                samples = [(n, sr_input(hr, scale)) for n, hr in images]
+                for setting in settings:
+                    mode, kw = _parse_setting(setting)
+                    extra = {k: kw.pop(k) for k in ("window", "spread") if k in kw}
+                    spec = resolve_spec(model, mode, patch=patch, **kw)
+                    if "window" in extra:
+                        spec = dataclasses.replace(spec, window_power=extra["window"])
+                    if "spread" in extra:
+                        spec = dataclasses.replace(spec, spread=bool(extra["spread"]))
+                    scores, net_px, out_px, t0 = {}, 0, 0, time.perf_counter()
+                    for n, sample in samples:
+                        x = sample.net_input.astype(np.float32) / 255
+                        y = np.clip(tiled_apply(apply_fn, x, spec, multiple=model.multiple), 0, 1)
+                        scores[n] = round(float(psnr(sample.hr, y, shave=scale)), 4)
+                        h, w = x.shape[:2]
+                        tiles = tile_count(h, w, spec, model.multiple)
+                        net_px += tiles * (spec.tile or 0) ** 2 if spec.tile else h * w
+                        out_px += h * w
+                    row = dict(model=name, scale=scale, overrides=list(overrides), data=dataset, setting=setting, tile=spec.tile,
+                               stride=spec.stride, margin=spec.margin, window_power=spec.window_power, spread=spec.spread,
+                               psnr=round(float(np.mean(list(scores.values()))), 4), network_px_per_output_px=round(net_px / out_px, 3),
+                               per_image=scores)
+                    rows.append(row)
+                    print(json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    for r in rows:  # difference to the evaluation protocol (`auto`) of the same model, factor and data
+        ref = next((q for q in rows if q["model"] == r["model"] and q["scale"] == r["scale"] and q["data"] == r["data"]
+                    and q["setting"] == "auto" and q["overrides"] == r["overrides"]), None)
         r["dpsnr_vs_auto"] = None if ref is None else round(r["psnr"] - ref["psnr"], 4)
+        r["worst_image_dpsnr_vs_auto"] = None if ref is None else round(min(r["per_image"][n] - ref["per_image"][n] for n in r["per_image"]), 4)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(rows, indent=1) + "\n")
@@ -281,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     q = sub.add_parser("quality")
     q.add_argument("--data", nargs="+", default=["embedded"], help="embedded (choose settings) or Set5 Set14 (report)")
     q.add_argument("--settings", nargs="+", default=["auto", "fast", "whole"])
-    q.add_argument("--models", nargs="+", default=list(ZOO_SR))
+    q.add_argument("--models", nargs="+", default=list(ZOO_ALL))
+    q.add_argument("--scales", nargs="+", type=int, default=list(MULTI_SCALES), help="factors for a multi-factor model")
     q.add_argument("--json", type=Path)
     q.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. model.dtype=bfloat16")
     m = sub.add_parser("memory")
@@ -296,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif a.cmd == "set5":
         set5(a.checkpoint, a.modes, a.repeats)
     elif a.cmd == "quality":
-        quality(a.data, a.settings, a.models, a.json, a.overrides)
+        quality(a.data, a.settings, a.models, a.json, a.overrides, a.scales)
     else:
         memory(a.checkpoint, scale=a.scale, extra=a.extra)
     return 0

@@ -50,7 +50,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                    help=f"tiling: {tiling.ENHANCE_MODE} (default), auto (the evaluation protocol), paper (training-size tiles, "
                    "stride 16), whole")
     p.add_argument("--tile", type=int, help="tile side in px (a multiple of the model's size multiple)")
-    p.add_argument("--stride", type=int, help="px between tile origins")
+    p.add_argument("--stride", type=int, help="px between tile origins (in fast mode with instance norm: at most, tiles spread evenly)")
     p.add_argument("--margin", type=int, help="px dropped at tile edges inside the image")
     p.add_argument("--batch", type=int, help="tiles per network call")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")

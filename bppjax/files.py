@@ -309,7 +309,8 @@ class FileRun:
     def describe(self) -> str:
         """One line: the network, its checkpoint and step, the scale and the tiling."""
         s = self.spec
-        tiles = "whole image" if s.tile is None else f"tile {s.tile}, stride {s.stride}, margin {s.margin}"
+        stride = f"at most {s.stride}, spread evenly" if s.spread else f"{s.stride}"
+        tiles = "whole image" if s.tile is None else f"tile {s.tile}, stride {stride}, margin {s.margin}"
         return (f"{self.loaded.config.model.get('arch', 'bpp')} from {self.checkpoint} (step {self.loaded.step}); "
                 f"scale {self.options['scale'] or 1:g}; {self.options['mode']} tiling: {tiles}")
 

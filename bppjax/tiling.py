@@ -7,8 +7,8 @@ of the training patches, 16 px apart, and blends them with Hamming weights.
 That is ~20-40x redundant; ``mode="auto"`` (the evaluation protocol) keeps
 the training-size tiles (IN statistics over regions of the size the model was
 trained on) with half the overlap, ~7x cheaper; ``mode="fast"`` (the default
-of ``enhance``) overlaps them by a quarter, blended with squared Hamming
-weights, in one fixed shape for every image, ~2x cheaper again.
+of ``enhance``) overlaps them by 28 px of 96 at least, spaced evenly, in one
+fixed shape for every image, ~2x cheaper again.
 
 How: the image is reflect-padded to a multiple of ``model.multiple`` (as the
 model itself would), tiles of one fixed shape are laid on a grid whose first
@@ -58,14 +58,19 @@ AUTO_OVERLAP = 0.25
 PATCH_OVERLAP = 0.5
 #: Pixels per batch of tiles when ``batch`` is not given (bounds activation memory).
 BATCH_PIXELS = 1 << 18
-#: Tile side of ``mode="fast"`` for models with IN, in training patches. ``FAST_TILE_PATCHES``, ``FAST_OVERLAP`` and
-#: ``FAST_WINDOW_POWER`` are the cheapest setting measured within 0.01 dB of ``auto`` for each of the x2, x3 and x4
-#: zoo models on the embedded photographs (``benchmarks/tiling.py quality``; docs/ENHANCE.md).
+#: Tile side of ``mode="fast"`` for models with IN, in training patches. ``FAST_TILE_PATCHES``, ``FAST_OVERLAP``,
+#: ``FAST_WINDOW_POWER`` and ``FAST_SPREAD`` are the cheapest setting measured on the embedded photographs for which
+#: no single photo loses more than 0.01 dB against ``auto`` with the x2, x3 or x4 zoo model (``benchmarks/tiling.py
+#: quality``; the rule and the figures, including the earlier rule it replaced, in docs/ENHANCE.md).
 FAST_TILE_PATCHES = 1
-#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile (24 px of 96).
-FAST_OVERLAP = 1 / 4
-#: Exponent of the Hamming window in ``mode="fast"``: squared, the blend favours each tile's centre.
-FAST_WINDOW_POWER = 2
+#: Overlap of neighbouring tiles in ``mode="fast"`` for models with IN, as a fraction of the tile: 28 px of 96, at
+#: least (stride 68; spread evenly, the seams of an image share the slack its flush last tile leaves).
+FAST_OVERLAP = 7 / 24
+#: Exponent of the Hamming window in ``mode="fast"`` (1: plain Hamming, as ``auto``).
+FAST_WINDOW_POWER = 1
+#: Whether ``mode="fast"`` spaces its tiles evenly (``TileSpec.spread``): as many tiles as the flush grid, no seam
+#: overlapping less than ``FAST_OVERLAP``.
+FAST_SPREAD = True
 #: Tiles per network call in ``mode="fast"``: on the 2-core CPU, 96 px tiles one at a time ran 1.28x faster than
 #: ``BATCH_PIXELS`` worth (28) side by side (the activations of one tile stay in cache), and no tile is padding.
 FAST_BATCH = 1
@@ -150,6 +155,11 @@ class TileSpec:
         fewer tiles, so a folder of images of any sizes compiles once.
       window_power: blending weights are the Hamming window raised to this
         power (1: Hamming; larger favours tile centres over tile edges).
+      spread: lay the tiles evenly (``axis_starts(..., spread=True)``): the
+        same number of tiles as the grid ``stride`` apart with its last tile
+        flush with the end, but the slack shared by every seam instead of
+        piled on the last one, so no two neighbours overlap by less than
+        ``tile - stride``.
     """
 
     tile: int | None
@@ -157,18 +167,29 @@ class TileSpec:
     margin: int = 0
     batch: int | None = None
     fixed_shape: bool = False
-    window_power: int = 1
+    window_power: float = 1
+    spread: bool = False
 
 
-def axis_starts(length: int, tile: int, stride: int) -> np.ndarray:
-    """Tile origins along one axis: 0, stride, 2*stride, ..., and the last tile flush with the end."""
+def axis_starts(length: int, tile: int, stride: int, spread: bool = False, multiple: int = 1) -> np.ndarray:
+    """Tile origins along one axis: 0, stride, 2*stride, ..., and the last tile flush with the end.
+
+    With ``spread``, as many tiles, their origins spaced evenly from 0 to ``length - tile``
+    (each rounded down to a multiple of ``multiple`` when ``length - tile`` is one, as
+    in ``tiled_apply``; ``stride`` should be one too): no step exceeds ``stride``, and
+    the overlap the flush last tile adds is shared by all the seams.
+    """
     if tile >= length:
         return np.zeros(1, np.int64)
     starts = list(range(0, length - tile, stride)) + [length - tile]
+    if spread and len(starts) > 2:
+        n, span = len(starts) - 1, length - tile
+        m = multiple if span % multiple == 0 else 1
+        starts = [i * span // n // m * m for i in range(n)] + [span]
     return np.asarray(sorted(set(starts)), np.int64)
 
 
-def axis_window(start: int, tile: int, length: int, margin: int, power: int = 1) -> tuple[int, int, np.ndarray]:
+def axis_window(start: int, tile: int, length: int, margin: int, power: float = 1) -> tuple[int, int, np.ndarray]:
     """Kept span [lo, hi) of a tile (tile coordinates) and its Hamming weights over it (raised to ``power``).
 
     Edges on the image border keep their pixels (the tile sees the same border
@@ -192,7 +213,7 @@ class TilePlan:
     ys: np.ndarray
     xs: np.ndarray
     margin: int
-    window_power: int = 1
+    window_power: float = 1
 
     @property
     def count(self) -> int:
@@ -247,8 +268,9 @@ def plan_tiles(height: int, width: int, spec: TileSpec, multiple: int = 1) -> Ti
                 f"stride={stride} leaves gaps along the image {name}: tiles of {t} px keep {t - 2 * margin} px "
                 f"after dropping margin={margin} on each side; use stride <= {t - 2 * margin} or a larger tile"
             )
-    return TilePlan(height, width, th, tw, axis_starts(height, th, stride), axis_starts(width, tw, stride), margin,
-                    int(spec.window_power))
+    spread = bool(spec.spread)
+    return TilePlan(height, width, th, tw, axis_starts(height, th, stride, spread, multiple),
+                    axis_starts(width, tw, stride, spread, multiple), margin, spec.window_power)
 
 
 # --------------------------------------------------------------------------- specs and modes
@@ -292,9 +314,9 @@ def resolve_spec(
         36.93 in ``paper`` mode at 7x the time), or ``AUTO_TILE`` px tiles
         overlapping by ``AUTO_OVERLAP`` when the patch is not known.
       fast: the default of ``enhance``. With IN, tiles of ``FAST_TILE_PATCHES``
-        training patches overlapping by ``FAST_OVERLAP`` of their side, blended
-        with the Hamming window to the power ``FAST_WINDOW_POWER``, in one
-        fixed shape (``TileSpec.fixed_shape``: one compilation for images of any
+        training patches overlapping by at least ``FAST_OVERLAP`` of their side,
+        spread evenly (``FAST_SPREAD``), blended with the Hamming window to the
+        power ``FAST_WINDOW_POWER``, in one fixed shape (``TileSpec.fixed_shape``: one compilation for images of any
         size); fewer network pixels per output pixel than ``auto`` (figures in
         docs/ENHANCE.md). Without IN, the same as ``auto`` (exact).
       paper: training-size tiles (``patch``, default 96), stride 16, no margin.
@@ -309,12 +331,12 @@ def resolve_spec(
     min_size = int(getattr(model, "min_size", 1))
     if mode == "whole" and tile is None:
         return TileSpec(None, batch=1)
-    fixed, power = False, 1
+    fixed, power, spread = False, 1, False
     if mode == "paper":
         t, s, mg = int(patch or DEFAULT_PATCH), PAPER_STRIDE, 0
     elif mode == "fast" and has_instance_norm(model):
         t = _round_up(FAST_TILE_PATCHES * int(patch or DEFAULT_PATCH), m) if tile is None else int(tile)
-        s, mg, fixed, power = _round_down(t * (1 - FAST_OVERLAP), m), 0, True, FAST_WINDOW_POWER
+        s, mg, fixed, power, spread = _round_down(round(t * (1 - FAST_OVERLAP)), m), 0, True, FAST_WINDOW_POWER, FAST_SPREAD
         batch = FAST_BATCH if batch is None else batch
     elif has_instance_norm(model) or not _has_margin(model):  # blend overlaps; not exact
         t = (_round_up(int(patch), m) if patch else AUTO_TILE) if tile is None else int(tile)
@@ -329,7 +351,7 @@ def resolve_spec(
     mg = mg if margin is None else int(margin)
     if t < min_size or t % m:
         raise ValueError(f"tile={t} is too small or misaligned for this model: it needs a multiple of {m}, at least {_round_up(min_size, m)}")
-    return TileSpec(t, s, mg, batch, fixed_shape=fixed, window_power=power)
+    return TileSpec(t, s, mg, batch, fixed_shape=fixed, window_power=power, spread=spread)
 
 
 # --------------------------------------------------------------------------- running
@@ -509,7 +531,7 @@ def tile_count(height: int, width: int, spec: TileSpec, multiple: int = 1) -> in
 
 
 __all__ = [
-    "AUTO_OVERLAP", "AUTO_TILE", "ENHANCE_MODE", "FAST_BATCH", "FAST_OVERLAP", "FAST_TILE_PATCHES", "FAST_WINDOW_POWER", "PATCH_OVERLAP", "DEFAULT_PATCH", "MODES",
+    "AUTO_OVERLAP", "AUTO_TILE", "ENHANCE_MODE", "FAST_BATCH", "FAST_OVERLAP", "FAST_SPREAD", "FAST_TILE_PATCHES", "FAST_WINDOW_POWER", "PATCH_OVERLAP", "DEFAULT_PATCH", "MODES",
     "PAPER_STRIDE", "TilePlan", "TileSpec", "axis_starts", "axis_window", "batch_size", "compile_tiles", "has_instance_norm", "make_apply_fn", "plan_tiles", "probe_receptive_margin",
     "receptive_margin", "resolve_spec", "tile_count", "tiled_apply", "tiled_inference",
 ]

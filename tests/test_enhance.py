@@ -147,7 +147,10 @@ def test_prepare_files_checks_everything_before_reading_an_image(workdir, tmp_pa
     run = prepare_files(files, tmp_path / "out", checkpoint=str(workdir), tile=16, stride=8, log=pytest.fail)
     assert [j.target for j in run.jobs] == [tmp_path / "out" / "a.png"]
     assert run.options["scale"] == 2.0 and run.options["patch"] == 32  # from the workdir's config
-    assert run.describe() == f"bpp from {workdir} (step 0); scale 2; fast tiling: tile 16, stride 8, margin {run.spec.margin}"
+    assert run.spec.spread  # the workdir's model has instance norm: fast spreads its tiles evenly
+    assert run.describe() == f"bpp from {workdir} (step 0); scale 2; fast tiling: tile 16, stride at most 8, spread evenly, margin {run.spec.margin}"
+    auto = prepare_files(files, tmp_path / "out", checkpoint=str(workdir), mode="auto", log=pytest.fail)
+    assert not auto.spec.spread and auto.describe().endswith("auto tiling: tile 32, stride 16, margin 0")
     with pytest.raises(ValueError, match="tile=8"):
         prepare_files(files, tmp_path / "out", checkpoint=str(workdir), tile=8)
     logged = []

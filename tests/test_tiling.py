@@ -50,6 +50,21 @@ def test_axis_starts_cover_the_axis_flush_with_both_borders(length, tile, stride
     assert np.all(np.diff(starts) > 0) and np.all(np.diff(starts) <= stride)
 
 
+@pytest.mark.parametrize("length,tile,stride", [(256, 96, 68), (512, 96, 68), (3200, 96, 68), (344, 96, 72), (100, 96, 68), (97, 32, 12), (40, 64, 16), (301, 32, 20)])
+def test_spread_starts_are_as_many_as_the_flush_grid_evenly_spaced(length, tile, stride):
+    """Spread: the same tile count, both borders touched, no step over the stride, steps within ``multiple`` of each other."""
+    flush, spread = axis_starts(length, tile, stride), axis_starts(length, tile, stride, spread=True, multiple=4)
+    assert len(spread) == len(flush) and spread[0] == 0 and spread[-1] == flush[-1]
+    steps = np.diff(spread)
+    if len(steps):
+        assert np.all(steps > 0) and steps.max() <= stride
+        assert steps.max() - steps.min() <= (4 if (length - tile) % 4 == 0 else 1)
+    if (length - tile) % 4 == 0:
+        assert np.all(spread % 4 == 0)  # origins on the model's size multiple
+    if len(flush) > 2:  # the flush grid piles the slack on its last seam; spread shares it
+        assert steps.min() >= np.diff(flush).min()
+
+
 def test_every_pixel_gets_positive_weight_with_and_without_margin():
     for spec in (TileSpec(96, PAPER_STRIDE, 0), TileSpec(64, 16, 24), TileSpec(32, 32, 0)):
         plan = plan_tiles(232, 348, spec, multiple=4)
@@ -65,7 +80,8 @@ def test_stride_that_leaves_gaps_after_the_margin_is_an_error():
         plan_tiles(200, 200, TileSpec(62, 16, 0), multiple=4)
 
 
-@pytest.mark.parametrize("spec", [TileSpec(32, 8, 0), TileSpec(32, 16, 8, batch=5), TileSpec(32, 24, 0, window_power=2), TileSpec(None)])
+@pytest.mark.parametrize("spec", [TileSpec(32, 8, 0), TileSpec(32, 16, 8, batch=5), TileSpec(32, 24, 0, window_power=2),
+                                  TileSpec(32, 20, 0, spread=True), TileSpec(32, 16, 4, batch=2, spread=True), TileSpec(None)])
 def test_identity_network_reconstructs_the_image_and_batches_have_one_shape(spec):
     """Weights are normalised: blending copies of the input gives the input back, on any size."""
     img = np.random.default_rng(0).random((45, 70, 3), dtype=np.float32)
@@ -205,7 +221,20 @@ def test_fast_mode_is_fixed_shape_with_in_and_auto_without():
     assert with_in.fixed_shape and with_in.tile == 48 and with_in.stride < with_in.tile and with_in.margin == 0
     auto = resolve_spec(build_model(preset("tiny")), "auto", patch=48)
     assert with_in.stride > auto.stride  # fewer tiles than auto
-    assert with_in.window_power == 2 and auto.window_power == 1  # auto (the evaluation protocol) blends with plain Hamming
+    assert with_in.spread and not auto.spread  # auto (the evaluation protocol) keeps its flush grid
+    assert with_in.window_power == auto.window_power == 1
     no_in = _no_in_tiny()
     assert resolve_spec(no_in, "fast") == resolve_spec(no_in, "auto")  # exact, as auto
     assert ENHANCE_MODE in MODES
+
+
+def test_fast_mode_of_the_zoo_models_is_stride_68_spread_plain_hamming():
+    """The chosen setting (docs/ENHANCE.md): 96 px tiles, at least 28 px of overlap, spread evenly, Hamming weights."""
+    from bppjax.zoo import pretrained
+
+    loaded = pretrained("bpp-sr-x2")
+    spec = resolve_spec(loaded.model, "fast", patch=loaded.patch)
+    assert (spec.tile, spec.stride, spec.margin, spec.window_power, spec.spread, spec.fixed_shape) == (96, 68, 0, 1, True, True)
+    # a 3200x2400 output: 47 x 35 tiles, 1.97 network pixels per output pixel (auto: 3,234 tiles, 3.88)
+    assert tile_count(2400, 3200, spec, multiple=4) == 47 * 35
+    assert tile_count(2400, 3200, resolve_spec(loaded.model, "auto", patch=loaded.patch), multiple=4) == 3234
