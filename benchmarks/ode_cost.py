@@ -48,6 +48,11 @@ FIXED = (
     ("heun dt=0.5", dict(solver="heun", dt=0.5)),
     ("heun dt=0.5 linear", dict(solver="heun", dt=0.5, time="linear")),
 )
+UNROLL = (
+    ("causal_euler dt=1 unroll", dict(solver="causal_euler", dt=1.0, loop="unroll")),
+    ("heun dt=1 unroll", dict(solver="heun", dt=1.0, loop="unroll")),
+    ("heun dt=0.5 unroll", dict(solver="heun", dt=0.5, loop="unroll")),
+)
 MEMORY = (
     ("causal_euler dt=1 checkpoint", dict(solver="causal_euler", dt=1.0, adjoint="checkpoint")),
     ("heun dt=0.5 checkpoint", dict(solver="heun", dt=0.5, adjoint="checkpoint")),
@@ -55,9 +60,12 @@ MEMORY = (
     ("heun dt=0.5 binomial", dict(solver="heun", dt=0.5, adjoint="binomial")),
     ("heun dt=0.5 backsolve", dict(solver="heun", dt=0.5, adjoint="backsolve")),
 )
+#: Adaptive solves beside fixed steps of the same field (the per-evaluation reference, ``ADAPTIVE_REFERENCE``).
+ADAPTIVE_REFERENCE = "tsit5 dt=1 linear"
 ADAPTIVE = (
-    ("heun adaptive linear", dict(solver="heun", adaptive=True, dt=0.5, time="linear", max_steps=64)),
+    ("tsit5 dt=1 linear", dict(solver="tsit5", dt=1.0, time="linear")),
     ("tsit5 adaptive linear", dict(solver="tsit5", adaptive=True, dt=0.5, time="linear", max_steps=64)),
+    ("heun adaptive linear", dict(solver="heun", adaptive=True, dt=0.5, time="linear", max_steps=256)),
 )
 
 
@@ -82,7 +90,7 @@ def forward_nfe(cfg, state, data) -> int:
 
 
 def run(presets: list[str], reps: int, groups: list[str], only: list[str] | None = None) -> dict[str, Any]:
-    chosen = {"fixed": FIXED, "memory": MEMORY, "adaptive": ADAPTIVE}
+    chosen = {"fixed": FIXED, "unroll": UNROLL, "memory": MEMORY, "adaptive": ADAPTIVE}
     out: dict[str, Any] = {"jax": jax.__version__, "backend": jax.default_backend(), "reps": reps, "patch": PATCH,
                            "load_average_start": os.getloadavg(), "presets": {}}
     for name in presets:
@@ -93,9 +101,13 @@ def run(presets: list[str], reps: int, groups: list[str], only: list[str] | None
         for label, ode in variants:
             cfg = variant_config(name, ode)
             step, (state, data), compile_s = compile_train_step(cfg, "float32", PATCH, batch)
-            rows[label] = {"ode": ode, "compile_s": compile_s, "temp_bytes": memory_stats(step)["temp_bytes"],
-                           "nfe": forward_nfe(cfg, state, data)}
-            state, _ = jax.block_until_ready(step(state, data))  # warm-up
+            try:
+                nfe = forward_nfe(cfg, state, data)
+                state, _ = jax.block_until_ready(step(state, data))  # warm-up
+            except Exception as e:  # e.g. an adaptive solve that needs more than max_steps here
+                print(f"[ode_cost] {name} {label}: failed: {str(e).splitlines()[0]}", flush=True)
+                continue
+            rows[label] = {"ode": ode, "compile_s": compile_s, "temp_bytes": memory_stats(step)["temp_bytes"], "nfe": nfe}
             compiled[label] = [step, state, data, []]
             print(f"[ode_cost] {name} {label}: compiled in {compile_s:.1f} s", flush=True)
         for _ in range(reps):  # round-robin: one step of every variant per round
@@ -112,7 +124,12 @@ def run(presets: list[str], reps: int, groups: list[str], only: list[str] | None
             row["x_per_evaluation"] = row["x_discrete"] * base["nfe"] / row["nfe"]
             row["compile_x_discrete"] = row["compile_s"] / base["compile_s"]
             row["temp_x_discrete"] = row["temp_bytes"] / base["temp_bytes"]
-        out["presets"][name] = {"batch": batch, "rows": rows}
+        for label, row in rows.items():  # adaptive: per evaluation against a fixed-step evaluation of the same field
+            ref = rows.get(ADAPTIVE_REFERENCE)
+            if (row["ode"] or {}).get("adaptive") and ref:
+                row["x_fixed_per_evaluation"] = (row["s_per_step"] / row["nfe"]) / (ref["s_per_step"] / ref["nfe"])
+        out["presets"][name] = {"batch": batch, "reps": reps, "groups": groups, "rows": rows,
+                                "load_average_end": os.getloadavg()}
         del compiled
     out["load_average_end"] = os.getloadavg()
     return out
@@ -125,7 +142,8 @@ def table(res: dict[str, Any]) -> str:
                   "| model | s/step | x discrete | NFE | x discrete per evaluation | compile s (x discrete) | temp MB |",
                   "|---|---|---|---|---|---|---|"]
         for label, r in p["rows"].items():
-            lines.append(f"| {label} | {r['s_per_step']:.3f} | {r['x_discrete']:.2f} | {r['nfe']} | {r['x_per_evaluation']:.2f} | "
+            fixed = f" ({r['x_fixed_per_evaluation']:.2f} x fixed)" if "x_fixed_per_evaluation" in r else ""
+            lines.append(f"| {label} | {r['s_per_step']:.3f} | {r['x_discrete']:.2f} | {r['nfe']} | {r['x_per_evaluation']:.2f}{fixed} | "
                          f"{r['compile_s']:.1f} ({r['compile_x_discrete']:.2f}) | {r['temp_bytes'] / 2**20:.0f} |")
     return "\n".join(lines)
 
@@ -133,13 +151,17 @@ def table(res: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["medium", "paper"])
-    ap.add_argument("--groups", nargs="+", default=["fixed", "memory", "adaptive"], choices=["fixed", "memory", "adaptive"])
+    ap.add_argument("--groups", nargs="+", default=["fixed", "unroll", "memory", "adaptive"],
+                    choices=["fixed", "unroll", "memory", "adaptive"])
     ap.add_argument("--reps", type=int, default=5, help="timed rounds (median; default 5)")
     ap.add_argument("--only", nargs="+", help="only these variant labels (and the discrete network)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     res = run(args.presets, args.reps, args.groups, args.only)
     print(table(res))
+    if args.out.exists():  # keep the other presets' results (e.g. medium and paper run separately)
+        old = json.loads(args.out.read_text())
+        res["presets"] = {**old.get("presets", {}), **res["presets"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"[ode_cost] wrote {args.out}")

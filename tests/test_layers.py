@@ -162,6 +162,21 @@ def test_gemm_conv2d_and_its_gradients_equal_the_lax_convolution(h, w, stride):
         np.testing.assert_allclose(a, e, atol=1e-4)
 
 
+@pytest.mark.parametrize("h, w, stride, k", [(10, 12, 1, 3), (10, 12, 2, 3), (9, 7, 2, 3), (9, 7, 1, 3), (8, 8, 2, 1)])
+def test_loop_conv2d_gradients_equal_autodiff_of_the_lax_convolution(h, w, stride, k):
+    """``impl="loop"``: the hand-written VJP (canonical convolution + per-tap GEMMs) against JAX's."""
+    x, kernel = _rand(0, (2, h, w, 5)), _rand(1, (k, k, 5, 7))
+    y, vjp = jax.vjp(lambda a, b: L.conv2d(a, b, stride, impl="loop"), x, kernel)
+    y_ref, vjp_ref = jax.vjp(lambda a, b: L.conv2d(a, b, stride, impl="xla"), x, kernel)
+    np.testing.assert_array_equal(y, y_ref)  # the same forward convolution
+    g = _rand(2, y.shape)
+    for a, e in zip(vjp(g), vjp_ref(g)):
+        np.testing.assert_allclose(a, e, atol=1e-4)
+    # Linear in the cotangent, as LinearScope needs.
+    t = jax.linear_transpose(vjp, y)
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in t((jnp.ones_like(x), jnp.ones_like(kernel))))
+
+
 def test_gemm_conv_up_forward_and_input_gradient_equal_the_definition():
     u, k = _rand(0, (2, 5, 6, 8)), _rand(1, (3, 3, 8, 4))
     y, vjp = jax.vjp(lambda a: _reference_conv_up(a, k), u)

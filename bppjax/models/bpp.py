@@ -89,10 +89,12 @@ class Downscale(nn.Module):
     features: int
     dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.lecun_normal()
+    conv_impl: str = "auto"  # layers.conv2d's impl ("loop" inside a loop body)
 
     @nn.compact
     def __call__(self, h: Array) -> Array:
-        return Conv(self.features, stride=2, dtype=self.dtype, kernel_init=self.kernel_init, name="conv")(h)
+        return Conv(self.features, stride=2, dtype=self.dtype, kernel_init=self.kernel_init, impl=self.conv_impl,
+                    name="conv")(h)
 
 
 class Upscale(nn.Module):
@@ -129,11 +131,12 @@ class FluxUnit(nn.Module):
     freeze: bool = False
     dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.lecun_normal()
+    conv_impl: str = "auto"  # R_l's convolution (Downscale.conv_impl)
 
     def setup(self):
         self.upscale = Upscale(self.features, self.instance_norm, self.freeze, self.dtype, self.kernel_init)
         if self.with_downscale:
-            self.downscale = Downscale(self.lower_features, self.dtype, self.kernel_init)
+            self.downscale = Downscale(self.lower_features, self.dtype, self.kernel_init, self.conv_impl)
 
     def update(self, h_lower: Array, p: Array) -> Array:
         """P_l(p_l, h_{l-1}): the residual added to h_l."""
@@ -151,7 +154,9 @@ class FluxUnit(nn.Module):
 class FluxBlock(nn.Module):
     """One depth step t: flux units of levels 1..L-1 in order (Gauss-Seidel in scale).
 
-    ``carries_r``: whether the block's units hold R_l (``BPP.carries_r(t)``).
+    ``carries_r``: whether the block's units hold R_l (``BPP.carries_r(t)``);
+    ``conv_impl``: R_l's convolution (``"loop"`` for a block applied inside a
+    loop body, as the ODE's scan and diffrax's solves do; ``layers.conv2d``).
     """
 
     features: Sequence[int]
@@ -161,6 +166,7 @@ class FluxBlock(nn.Module):
     freeze: bool = False
     dtype: Any = jnp.float32
     kernel_init: Any = nn.initializers.lecun_normal()
+    conv_impl: str = "auto"
 
     def unit(self, l: int, **kwargs: Any) -> FluxUnit:
         """The flux unit of level ``l`` of this block (``kwargs``: ``name``, or ``parent=None`` for a template)."""
@@ -172,6 +178,7 @@ class FluxBlock(nn.Module):
             freeze=self.freeze,
             dtype=self.dtype,
             kernel_init=self.kernel_init,
+            conv_impl=self.conv_impl,
             **kwargs,
         )
 

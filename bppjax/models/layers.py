@@ -17,10 +17,15 @@ on XLA:CPU (measurements in ``docs/PERFORMANCE.md``):
   the normalisation, and the backward pass is written out by hand. Autodiff of
   the unfused chain spends more time moving memory than multiplying.
 
-Convolutions take ``impl`` (``auto``, ``xla``, ``gemm``): under ``auto`` bfloat16
-convolutions on CPU run as GEMMs (``bppjax/models/gemm_conv.py``), since XLA:CPU
-has no bfloat16 convolution kernel but runs bfloat16 GEMMs on the CPU's matrix
-units; everything else is a ``lax`` convolution.
+Convolutions take ``impl`` (``auto``, ``xla``, ``gemm``, ``loop``): under ``auto``
+bfloat16 convolutions on CPU run as GEMMs (``bppjax/models/gemm_conv.py``), since
+XLA:CPU has no bfloat16 convolution kernel but runs bfloat16 GEMMs on the CPU's
+matrix units; everything else is a ``lax`` convolution. ``loop`` is ``auto`` with
+a hand-written VJP on CPU, for convolutions inside a loop body (the ODE's
+``lax.scan`` and diffrax's while loops): there XLA:CPU leaves JAX's gradient
+convolutions in a non-canonical layout and runs them several times slower
+(docs/ODE.md), while the hand-written one is a canonical convolution (input
+gradient) and nine GEMMs (weight gradient).
 
 The CPU formulations are selected per lowering platform (``bppjax.models.backend``):
 a program lowered for any other platform runs the plain ops (the dilated
@@ -57,7 +62,7 @@ PHASES_BELOW_CHANNELS = 64
 
 # --------------------------------------------------------------------------- convolution implementation
 
-CONV_IMPLS = ("auto", "xla", "gemm")
+CONV_IMPLS = ("auto", "xla", "gemm", "loop")
 #: Convolutions with fewer input or output channels stay ``lax`` convolutions on every path (an
 #: im2col of 3 channels, or a GEMM to 3 outputs, runs far below a direct convolution).
 GEMM_MIN_CHANNELS = 16
@@ -80,6 +85,44 @@ def _lax_conv(x: Array, kernel: Array, stride: int) -> Array:
     return lax.conv_general_dilated(x, kernel, (stride, stride), pad, dimension_numbers=_DN)
 
 
+def _conv2d_grads(x: Array, kernel: Array, stride: int, g: Array) -> tuple[Array, Array]:
+    """(dx, dkernel) of ``_lax_conv(x, kernel, stride)`` for the output cotangent ``g``, in canonical NHWC/HWIO form.
+
+    Per axis y[o] = sum_j x[s o + j - p] K[j] (p = k // 2), so
+    dx = g dilated by s, correlated with the flipped kernel (one ``lhs_dilation``
+    convolution, kernel already in HWIO), and dK[j] = sum_o x[s o + j - p] (x) g[o]:
+    one GEMM per tap over strided slices of the padded input.
+    """
+    k, p, s = kernel.shape[0], kernel.shape[0] // 2, stride
+    (h, w), (ho, wo) = x.shape[1:3], g.shape[1:3]
+    pad = ((k - 1 - p, h + p - s * (ho - 1) - 1), (k - 1 - p, w + p - s * (wo - 1) - 1))
+    dx = lax.conv_general_dilated(g.astype(x.dtype), gemm_conv.flip_io(kernel), (1, 1), pad, lhs_dilation=(s, s),
+                                  dimension_numbers=_DN)
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    taps = [[jnp.einsum("bhwi,bhwo->io",
+                        lax.slice(xp, (0, a, b, 0), (x.shape[0], a + s * (ho - 1) + 1, b + s * (wo - 1) + 1, x.shape[3]),
+                                  (1, s, s, 1)),
+                        g, preferred_element_type=jnp.float32) for b in range(k)] for a in range(k)]
+    return dx, jnp.stack([jnp.stack(row) for row in taps]).astype(kernel.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv2d_loop(x: Array, kernel: Array, stride: int) -> Array:
+    """``_lax_conv`` with the hand-written VJP ``_conv2d_grads`` (``impl="loop"`` on CPU)."""
+    return _lax_conv(x, kernel, stride)
+
+
+def _conv2d_loop_fwd(x: Array, kernel: Array, stride: int):
+    return _lax_conv(x, kernel, stride), (x, kernel)
+
+
+def _conv2d_loop_bwd(stride: int, res, g: Array):
+    return _conv2d_grads(*res, stride, g)
+
+
+_conv2d_loop.defvjp(_conv2d_loop_fwd, _conv2d_loop_bwd)
+
+
 def conv2d(x: Array, kernel: Array, stride: int = 1, impl: str = "auto") -> Array:
     """3x3 (or kxk) convolution with PyTorch-style symmetric 'same' padding k//2.
 
@@ -88,9 +131,13 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, impl: str = "auto") -> Arra
     ones, while it runs bfloat16 GEMMs on the CPU's matrix units) and everything
     else as a ``lax`` convolution; ``xla``: never GEMMs; ``gemm``: GEMMs in every
     dtype, on every platform. Either way only 3x3 kernels with at least
-    ``GEMM_MIN_CHANNELS`` channels on both sides become GEMMs.
+    ``GEMM_MIN_CHANNELS`` channels on both sides become GEMMs. ``loop``: as
+    ``auto``, but a ``lax`` convolution gets the hand-written VJP
+    ``_conv2d_grads`` on CPU (for convolutions inside a loop body; module docstring).
     """
     _check_impl(impl)
+    if impl == "loop" and not (x.dtype == jnp.bfloat16 and _gemm_shaped(kernel)):
+        return on_cpu(lambda a, k: _conv2d_loop(a, k, stride), lambda a, k: _lax_conv(a, k, stride), x, kernel)
     if impl == "xla" or not _gemm_shaped(kernel):
         return _lax_conv(x, kernel, stride)
     if impl == "gemm":
@@ -381,12 +428,13 @@ class Conv(nn.Module):
     use_bias: bool = False
     dtype: Dtype = jnp.float32
     kernel_init: Initializer = nn.initializers.lecun_normal()
+    impl: str = "auto"  # conv2d's
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         k = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
+        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.impl)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
         return y

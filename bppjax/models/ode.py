@@ -26,12 +26,14 @@ theta(t) (``time``):
 
 How it is solved (``integrate``): fixed steps with an exact adjoint run the
 step loop of ``integrate_fixed``, differentiated by JAX like the discrete
-network (no more convolutions per field evaluation than a discrete block),
-unrolled (default) or as a ``lax.scan`` over blocks with the blocks' weights
-stacked (``loop="scan"``: one traced step whatever the depth). Adaptive steps,
-and the memory-saving adjoints ``binomial`` and ``backsolve``, go through
-``diffrax.diffeqsolve``: one solve per block (piecewise) or one over [0, D]
-(linear).
+network (no more convolutions per field evaluation than a discrete block), as
+a ``lax.scan`` over blocks with the blocks' weights stacked (``loop="scan"``,
+the default: one traced step whatever the depth) or unrolled
+(``loop="unroll"``). Adaptive steps, and the memory-saving adjoints
+``binomial`` and ``backsolve``, go through ``diffrax.diffeqsolve``: one solve
+per block (piecewise) or one over [0, D] (linear). Inside a loop body the
+field runs R_l's convolution with a hand-written VJP (``looped``), which keeps
+its gradient at the unrolled speed on XLA:CPU.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ class FluxField(eqx.Module):
     instance_norm: bool = eqx.field(static=True, default=True)
     freeze: bool = eqx.field(static=True, default=False)
     dtype: Any = eqx.field(static=True, default=jnp.float32)
+    conv_impl: str = eqx.field(static=True, default="auto")
 
     @property
     def levels(self) -> int:
@@ -139,7 +142,7 @@ class FluxField(eqx.Module):
     def unit_functions(self) -> tuple[UpdateFn, ProjectFn]:
         """P_l and R_l as pure functions of their parameters: the flux units the discrete network runs."""
         block = FluxBlock(self.features, eq2=self.eq2, instance_norm=self.instance_norm, freeze=self.freeze, dtype=self.dtype,
-                          parent=None)
+                          conv_impl=self.conv_impl, parent=None)
         return block.unit_functions()
 
     def weights(self, t: Float[Array, ""], args: Weights) -> Weights:
@@ -195,7 +198,7 @@ class SolveSettings:
     max_steps: int = 4096
     adjoint: str = "recursive"
     checkpoints: int | None = None
-    loop: str = "unroll"
+    loop: str = "scan"
 
 
 class Solution(NamedTuple):
@@ -293,24 +296,26 @@ def integrate_fixed(field: FluxField, y0: State, blocks: Sequence[Weights], sett
                     save_ts: Sequence[float] = ()) -> Solution:
     """Fixed-step solve from t = 0 to t = depth as a loop over steps, differentiated by JAX itself.
 
-    One unit of time per block: a loop over units 0..D-2 (the blocks' weights
-    stacked; ``weight_windows``) of a loop over the unit's ceil(1/dt) steps,
-    then the last unit, whose last step runs outside the loops so that XLA
+    One unit of time per block, n = ceil(1/dt) steps per unit: one loop over
+    the first D n - 1 steps (step i in unit i // n, reading that unit's
+    ``weight_windows`` entry), then the last step outside the loop, so that XLA
     drops what nothing reads (the carried projections after the last update,
     as the discrete network's last block has no R). ``settings.loop``:
-    ``"unroll"`` (default) unrolls the loops in Python, one copy of the step
-    per step in the compiled program, as the discrete network has one block
-    per block; ``"scan"`` makes them ``lax.scan``s, so the step body is traced
-    and compiled at most three times whatever the depth, but on XLA:CPU the
-    gradient of R_l's convolution inside a loop body compiles to a slow
-    non-canonical convolution (3.5x the discrete step for ``medium``,
-    docs/ODE.md). Reverse mode stores
+    ``"scan"`` (default) makes the loop a ``lax.scan``, so the step body is
+    traced and compiled twice whatever the depth and step (the field is
+    ``looped``: JAX's gradient of R_l's strided convolution inside a loop body
+    compiles to a slow non-canonical convolution on XLA:CPU, 3.5x the discrete
+    step for ``medium``; docs/ODE.md); ``"unroll"`` unrolls them in Python, one
+    copy of the step per step in the compiled program, as the discrete network
+    has one block per block. Reverse mode stores
     each step's residuals, as the discrete network does (``adjoint`` =
     ``recursive`` or ``direct``), or only the state at each step and recomputes
     the step (``checkpoint``: ``jax.checkpoint`` per step). ``save_ts`` must lie
     on the step grid (``uses_step_loop``).
     """
     depth, time = field.depth, field.time
+    if settings.loop == "scan":
+        field = looped(field)
     n = steps_per_unit(settings.dt)
     h = 1.0 / n
     windows = weight_windows(blocks, time)
@@ -326,30 +331,37 @@ def integrate_fixed(field: FluxField, y0: State, blocks: Sequence[Weights], sett
         advance = jax.checkpoint(advance)
     record = bool(save_ts)
 
-    def unit(y, window, steps):
-        def body(y, i):
-            y = advance(y, window, i.astype(jnp.float32) * h)
-            return y, (y if record else None)
-        return _loop(body, y, jnp.arange(steps), settings.loop)
+    def body(y, xs):
+        window, s0 = xs
+        y = advance(y, window, s0)
+        return y, (y if record else None)
 
+    # Every step but the last, as one loop over (unit, step) pairs: step i runs in unit i // n with
+    # unit k's weights (repeated n times along the loop axis) from local time (i % n) h.
+    steps = depth * n - 1
+    per_step = jax.tree.map(lambda w: jnp.repeat(w, n, axis=0)[:steps] if n > 1 else w[:steps], windows)
+    local = jnp.asarray([(i % n) * h for i in range(steps)], jnp.float32)
     trail: list[State] = [y0]  # states at every step boundary, when recording
     y = y0
-    if depth > 1:
-        head = jax.tree.map(lambda w: w[: depth - 1], windows)
-        y, ys = _loop(lambda y, w: unit(y, w, n), y, head, settings.loop)
+    if steps:
+        y, ys = _loop(body, y0, (per_step, local), settings.loop)
         if record:
-            trail += [jax.tree.map(lambda v, k=k, i=i: v[k, i], ys) for k in range(depth - 1) for i in range(n)]
-    last = jax.tree.map(lambda w: w[depth - 1], windows)
-    if n > 1:
-        y, ys = unit(y, last, n - 1)
-        if record:
-            trail += [jax.tree.map(lambda v, i=i: v[i], ys) for i in range(n - 1)]
-    y = advance(y, last, jnp.float32(1.0 - h))
+            trail += [jax.tree.map(lambda v, i=i: v[i], ys) for i in range(steps)]
+    y = advance(y, jax.tree.map(lambda w: w[depth - 1], windows), jnp.float32(1.0 - h))
     trail.append(y)
     want = sorted({float(t) for t in save_ts})
     ys_out = [trail[round(t * n)] for t in want] if record else []
     nfe = jnp.asarray(depth * n * fixed_step_evaluations(settings.solver), jnp.int32)
     return Solution(y, tuple(want), ys_out, nfe)
+
+
+def looped(field: FluxField) -> FluxField:
+    """The field for evaluation inside a loop body: R_l's convolution with ``conv_impl="loop"`` (``layers.conv2d``).
+
+    Same numbers up to rounding; on XLA:CPU its gradient runs at the unrolled
+    speed inside ``lax.scan`` and diffrax's while loops (docs/ODE.md).
+    """
+    return dataclasses.replace(field, conv_impl="loop")
 
 
 def integrate(field: FluxField, y0: State, blocks: Sequence[Weights], settings: SolveSettings,
@@ -377,6 +389,7 @@ def integrate(field: FluxField, y0: State, blocks: Sequence[Weights], settings: 
         ys_out.append(y0)
     y, nfe = y0, jnp.zeros((), jnp.int32)
     solver = make_solver(settings.solver)
+    field = looped(field)
     for (a, b), args in spans:
         inner = [t for t in want if a < t < b]
         sol = solve_span(field, y, args, a, b, inner + [b], settings)
@@ -429,7 +442,7 @@ class BPPODE(BPP):
     atol: float = 1e-4
     max_steps: int = 4096
     adjoint: str = "recursive"
-    loop: str = "unroll"
+    loop: str = "scan"
     trajectory_ts: tuple[float, ...] = ()
 
     @property
