@@ -271,3 +271,13 @@ def test_config_drives_the_ode_model_and_freeze_mode():
         frozen.apply({"params": params}, x, mutable=["frozen"])
     with pytest.raises(ValueError, match="3 \\(RGB\\) channels"):
         model.apply({"params": params}, jnp.zeros((1, 16, 16, 4)))
+
+
+def test_auto_loop_unrolls_one_evaluation_per_block_and_scans_the_rest():
+    kind = lambda **kw: ode.loop_kind(ode.SolveSettings(**kw))  # noqa: E731
+    assert ode.SolveSettings().loop == "auto" and model_config().ode.loop == "auto"
+    assert kind(solver="causal_euler", dt=1.0) == "unroll" and kind(solver="euler", dt=1.0) == "unroll"
+    assert kind(solver="causal_euler", dt=0.5) == "scan" and kind(solver="heun", dt=1.0) == "scan"
+    assert kind(solver="tsit5", dt=1.0, loop="unroll") == "unroll" and kind(solver="euler", loop="scan") == "scan"
+    with pytest.raises(ValueError, match="model.ode.loop"):
+        BPPODE(features=FEATURES, depth=2, loop="while").validate()

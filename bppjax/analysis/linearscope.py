@@ -50,7 +50,8 @@ def frozen_twin(model: nn.Module) -> nn.Module:
 
     An ODE model (one with an ``adjoint`` field) also switches to diffrax's
     ``DirectAdjoint``: F x by :func:`jvp_by_transpose` differentiates the
-    solve twice, which the default checkpointed adjoint does not support.
+    solve twice, which a diffrax solve (adaptive steps) supports only under
+    that adjoint (fixed steps run the step loop, differentiable either way).
     """
     if not hasattr(model, "frozen_twin"):
         raise TypeError(f"{type(model).__name__} has no frozen_twin() (no freeze mode), so it cannot be frozen for LinearScope")

@@ -27,9 +27,10 @@ theta(t) (``time``):
 How it is solved (``integrate``): fixed steps with an exact adjoint run the
 step loop of ``integrate_fixed``, differentiated by JAX like the discrete
 network (no more convolutions per field evaluation than a discrete block), as
-a ``lax.scan`` over blocks with the blocks' weights stacked (``loop="scan"``,
-the default: one traced step whatever the depth) or unrolled
-(``loop="unroll"``). Adaptive steps, and the memory-saving adjoints
+a ``lax.scan`` over blocks with the blocks' weights stacked (``loop="scan"``:
+one traced step whatever the depth) or unrolled (``loop="unroll"``); the
+default ``"auto"`` unrolls a solve of one evaluation per block and scans the
+others (``loop_kind``). Adaptive steps, and the memory-saving adjoints
 ``binomial`` and ``backsolve``, go through ``diffrax.diffeqsolve``: one solve
 per block (piecewise) or one over [0, D] (linear). Inside a loop body the
 field runs R_l's convolution with a hand-written VJP (``looped``), which keeps
@@ -198,7 +199,7 @@ class SolveSettings:
     max_steps: int = 4096
     adjoint: str = "recursive"
     checkpoints: int | None = None
-    loop: str = "scan"
+    loop: str = "auto"
 
 
 class Solution(NamedTuple):
@@ -278,7 +279,22 @@ def window_theta(window: Weights, s: Float[Array, ""], time: str) -> Weights:
     return jax.tree.map(mix, window, is_leaf=lambda x: isinstance(x, tuple))
 
 
-LOOPS = ("unroll", "scan")
+LOOPS = ("auto", "scan", "unroll")
+
+
+def loop_kind(settings: SolveSettings) -> str:
+    """The step loop's structure: ``settings.loop``, with ``"auto"`` resolved as measured (docs/ODE.md).
+
+    A solve of one evaluation per block (``causal_euler``/``euler`` at dt = 1:
+    the discrete network's own structure) unrolls: it then runs at the
+    discrete speed and compiles like the discrete network. Anything with more
+    evaluations per block scans: one traced step whatever the depth and steps,
+    at the discrete network's cost per evaluation.
+    """
+    if settings.loop != "auto":
+        return settings.loop
+    one = steps_per_unit(settings.dt) == 1 and fixed_step_evaluations(settings.solver) == 1
+    return "unroll" if one else "scan"
 
 
 def _loop(body, carry, xs, kind: str):
@@ -300,8 +316,8 @@ def integrate_fixed(field: FluxField, y0: State, blocks: Sequence[Weights], sett
     the first D n - 1 steps (step i in unit i // n, reading that unit's
     ``weight_windows`` entry), then the last step outside the loop, so that XLA
     drops what nothing reads (the carried projections after the last update,
-    as the discrete network's last block has no R). ``settings.loop``:
-    ``"scan"`` (default) makes the loop a ``lax.scan``, so the step body is
+    as the discrete network's last block has no R). ``settings.loop``
+    (``"auto"``, the default: ``loop_kind``): ``"scan"`` makes the loop a ``lax.scan``, so the step body is
     traced and compiled twice whatever the depth and step (the field is
     ``looped``: JAX's gradient of R_l's strided convolution inside a loop body
     compiles to a slow non-canonical convolution on XLA:CPU, 3.5x the discrete
@@ -314,7 +330,8 @@ def integrate_fixed(field: FluxField, y0: State, blocks: Sequence[Weights], sett
     on the step grid (``uses_step_loop``).
     """
     depth, time = field.depth, field.time
-    if settings.loop == "scan":
+    kind = loop_kind(settings)
+    if kind == "scan":
         field = looped(field)
     n = steps_per_unit(settings.dt)
     h = 1.0 / n
@@ -344,7 +361,7 @@ def integrate_fixed(field: FluxField, y0: State, blocks: Sequence[Weights], sett
     trail: list[State] = [y0]  # states at every step boundary, when recording
     y = y0
     if steps:
-        y, ys = _loop(body, y0, (per_step, local), settings.loop)
+        y, ys = _loop(body, y0, (per_step, local), kind)
         if record:
             trail += [jax.tree.map(lambda v, i=i: v[i], ys) for i in range(steps)]
     y = advance(y, jax.tree.map(lambda w: w[depth - 1], windows), jnp.float32(1.0 - h))
@@ -442,7 +459,7 @@ class BPPODE(BPP):
     atol: float = 1e-4
     max_steps: int = 4096
     adjoint: str = "recursive"
-    loop: str = "scan"
+    loop: str = "auto"
     trajectory_ts: tuple[float, ...] = ()
 
     @property
@@ -545,6 +562,6 @@ def check_ode_config(m: BPPODE) -> None:
 
 __all__ = [
     "BPPODE", "FluxField", "LOOPS", "Solution", "SolveSettings", "TIMES", "block_weights",
-    "check_ode_config", "integrate", "integrate_fixed", "interpolate_weights", "pack_state", "stack_blocks", "state_change_norms",
+    "check_ode_config", "integrate", "integrate_fixed", "loop_kind", "interpolate_weights", "pack_state", "stack_blocks", "state_change_norms",
     "steps_per_unit", "unpack_state", "uses_step_loop", "weight_windows", "window_theta",
 ]

@@ -42,7 +42,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
             resnet=dict(width=64, blocks=16, res_scale=1.0),
             edsr=dict(width=64, blocks=16, res_scale=1.0, scale=2),
             ode=dict(solver="causal_euler", dt=1.0, time="piecewise", adaptive=False, adjoint="recursive", rtol=1e-3, atol=1e-4, max_steps=4096,
-                     loop="scan"),
+                     loop="auto"),
         )
     )
     for k, v in overrides.items():
