@@ -106,21 +106,16 @@ def _conv2d_grads(x: Array, kernel: Array, stride: int, g: Array) -> tuple[Array
     return dx, jnp.stack([jnp.stack(row) for row in taps]).astype(kernel.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv2d_loop(x: Array, kernel: Array, stride: int) -> Array:
-    """``_lax_conv`` with the hand-written VJP ``_conv2d_grads`` (``impl="loop"`` on CPU)."""
-    return _lax_conv(x, kernel, stride)
+def _hand_vjp(forward: Callable[[Array, Array, Any], Array], grads: Callable[..., tuple[Array, Array]]):
+    """``forward(x, kernel, static)`` with the VJP ``grads(x, kernel, static, g) -> (dx, dkernel)`` (``static``
+    is not differentiated)."""
+    f = jax.custom_vjp(forward, nondiff_argnums=(2,))
+    f.defvjp(lambda x, k, static: (forward(x, k, static), (x, k)), lambda static, res, g: grads(*res, static, g))
+    return f
 
 
-def _conv2d_loop_fwd(x: Array, kernel: Array, stride: int):
-    return _lax_conv(x, kernel, stride), (x, kernel)
-
-
-def _conv2d_loop_bwd(stride: int, res, g: Array):
-    return _conv2d_grads(*res, stride, g)
-
-
-_conv2d_loop.defvjp(_conv2d_loop_fwd, _conv2d_loop_bwd)
+#: ``_lax_conv`` with the hand-written VJP ``_conv2d_grads`` (``impl="loop"`` on CPU).
+_conv2d_loop = _hand_vjp(_lax_conv, _conv2d_grads)
 
 
 def conv2d(x: Array, kernel: Array, stride: int = 1, impl: str = "auto") -> Array:
@@ -220,21 +215,8 @@ def _conv_up_grads(u: Array, kernel: Array, g: Array, impl: str = "auto") -> tup
     return du.astype(u.dtype), jnp.stack(taps).astype(kernel.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_up_cpu(u: Array, kernel: Array, impl: str = "auto") -> Array:
-    """``conv_up``'s CPU formulation: forward by width (phases or dilated), hand-written VJP."""
-    return _conv_up_forward(u, kernel, impl)
-
-
-def _conv_up_fwd(u: Array, kernel: Array, impl: str):
-    return _conv_up_forward(u, kernel, impl), (u, kernel)
-
-
-def _conv_up_bwd(impl: str, res, g: Array):
-    return _conv_up_grads(*res, g, impl)
-
-
-_conv_up_cpu.defvjp(_conv_up_fwd, _conv_up_bwd)
+#: ``conv_up``'s CPU formulation: forward by width (phases or dilated), hand-written VJP.
+_conv_up_cpu = _hand_vjp(_conv_up_forward, lambda u, kernel, impl, g: _conv_up_grads(u, kernel, g, impl))
 
 
 def conv_up(u: Array, kernel: Array, impl: str = "auto") -> Array:
