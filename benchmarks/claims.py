@@ -552,7 +552,7 @@ def _group(runs: dict[str, dict], scale: int, key: str, setting: str) -> dict[st
         "params": rs[0]["params"], "macs_per_pixel": rs[0]["macs_per_pixel"], "shape": rs[0]["shape"],
         "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in rs])),
         "gflops_train": float(np.mean([r["gflops_train"] for r in rs])),
-        "steps": rs[0]["steps"], "seeds": [r["seed"] for r in rs],
+        "steps": rs[0]["steps"], "seeds": [r["seed"] for r in rs], "budget_minutes": rs[0].get("budget_minutes"),
         "train_seconds": [r["train_seconds"] for r in rs],
         "flattened": [r.get("flattened") for r in rs], "last_quarter_gain_db": [r.get("last_quarter_gain_db") for r in rs],
         "val_curve": [r.get("val_curve", []) for r in rs],
@@ -638,7 +638,7 @@ def summarize(minutes: float | None = None) -> dict[str, Any]:
             s["ode_vs_discrete"][key] = {"psnr": {d: float(np.mean([g["psnr"][d][i] for i in idx])) for d in BENCHMARKS},
                                          "psnr_seeds": {d: [g["psnr"][d][i] for i in idx] for d in BENCHMARKS},
                                          "steps": g["steps"], "seeds": seeds, "seconds_per_step": g["seconds_per_step"],
-                                         "calibrated_seconds_per_step": _calibrated("bpp_ode" if key == "ode" else "bpp"),
+                                         "calibrated_seconds_per_step": _budgeted_seconds_per_step(g),
                                          "train_seconds": g["train_seconds"]}
         s["ode_vs_discrete"]["tests"] = compare(ode, disc)
     return s
@@ -649,10 +649,10 @@ def _source(where: str) -> str:
     return where if not Path(where).is_dir() else f"<runs>/{Path(where).name}"
 
 
-def _calibrated(name: str) -> float | None:
-    path = RESULTS / "calibration.json"
-    table = json.loads(path.read_text()) if path.exists() else {}
-    return float(table[name]) if name in table else None
+def _budgeted_seconds_per_step(group: dict[str, Any]) -> float | None:
+    """The calibrated seconds per step a group's runs were given: their budget over their step count."""
+    minutes = group.get("budget_minutes")
+    return 60 * minutes / group["steps"] if minutes else None
 
 
 def _trained_steps(source: str, runs: dict[str, dict[str, Any]]) -> int | None:
