@@ -120,6 +120,7 @@ def run(presets: list[str], reps: int, groups: list[str], only: list[str] | None
         base["s_per_step"] = statistics.median(compiled["discrete"][3])
         for label, row in rows.items():
             row["s_per_step"] = statistics.median(compiled[label][3])
+            row["discrete_s_per_step"] = base["s_per_step"]
             row["x_discrete"] = row["s_per_step"] / base["s_per_step"]
             row["x_per_evaluation"] = row["x_discrete"] * base["nfe"] / row["nfe"]
             row["compile_x_discrete"] = row["compile_s"] / base["compile_s"]
@@ -133,6 +134,23 @@ def run(presets: list[str], reps: int, groups: list[str], only: list[str] | None
         del compiled
     out["load_average_end"] = os.getloadavg()
     return out
+
+
+def merge_presets(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` over ``old``, preset by preset and variant by variant.
+
+    Every ratio in a row is against the discrete step timed in the same run
+    (``discrete_s_per_step``), so rows of different runs stay comparable; the
+    ``discrete`` row itself is the earlier run's when both have one.
+    """
+    merged = dict(old)
+    for name, p in new.items():
+        if name not in old:
+            merged[name] = p
+            continue
+        rows = old[name]["rows"] | {k: v for k, v in p["rows"].items() if k != "discrete"}
+        merged[name] = {**old[name], "rows": rows, "groups": sorted(set(old[name]["groups"]) | set(p["groups"]))}
+    return merged
 
 
 def table(res: dict[str, Any]) -> str:
@@ -159,9 +177,8 @@ def main() -> None:
     args = ap.parse_args()
     res = run(args.presets, args.reps, args.groups, args.only)
     print(table(res))
-    if args.out.exists():  # keep the other presets' results (e.g. medium and paper run separately)
-        old = json.loads(args.out.read_text())
-        res["presets"] = {**old.get("presets", {}), **res["presets"]}
+    if args.out.exists():  # keep the other presets' and groups' results (e.g. medium and paper run separately)
+        res["presets"] = merge_presets(json.loads(args.out.read_text()).get("presets", {}), res["presets"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"[ode_cost] wrote {args.out}")

@@ -281,3 +281,23 @@ def test_auto_loop_unrolls_one_evaluation_per_block_and_scans_the_rest():
     assert kind(solver="tsit5", dt=1.0, loop="unroll") == "unroll" and kind(solver="euler", loop="scan") == "scan"
     with pytest.raises(ValueError, match="model.ode.loop"):
         BPPODE(features=FEATURES, depth=2, loop="while").validate()
+
+
+
+def test_adaptive_replay_gradient_is_diffrax_gradient():
+    # The default adjoint differentiates an adaptive solve by replaying its accepted steps
+    # (bppjax.models.adaptive); diffrax's checkpointed adjoint ("binomial") is the reference.
+    x = _image((1, 12, 12, 3))
+    params = _params(2, x)
+    kw = dict(solver="heun", time="linear", adaptive=True, dt=0.5, rtol=1e-3, atol=1e-5, max_steps=128)
+    y_ref, g_ref = jax.value_and_grad(_loss(_ode(2, adjoint="binomial", **kw), x))(params)
+    y, g = jax.value_and_grad(_loss(_ode(2, **kw), x))(params)
+    assert float(y) == pytest.approx(float(y_ref), rel=1e-6)
+    assert _rel(g, g_ref) < 1e-5
+    # It is the gradient of this solve, not of another discretisation: a coarse fixed-step one is far off.
+    g_fixed = jax.grad(_loss(_ode(2, solver="heun", time="linear", dt=1.0), x))(params)
+    assert _rel(g_fixed, g_ref) > 100 * _rel(g, g_ref)
+    # Only the differentiated solve stores the accepted states: a plain forward pass does not grow with max_steps.
+    temp = {n: jax.jit(_ode(2, **(kw | {"max_steps": n})).apply).lower({"params": params}, x).compile()
+            .memory_analysis().temp_size_in_bytes for n in (128, 4096)}
+    assert temp[4096] < 1.1 * temp[128], temp

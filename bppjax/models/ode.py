@@ -32,7 +32,9 @@ one traced step whatever the depth) or unrolled (``loop="unroll"``); the
 default ``"auto"`` unrolls a solve of one evaluation per block and scans the
 others (``loop_kind``). Adaptive steps, and the memory-saving adjoints
 ``binomial`` and ``backsolve``, go through ``diffrax.diffeqsolve``: one solve
-per block (piecewise) or one over [0, D] (linear). Inside a loop body the
+per block (piecewise) or one over [0, D] (linear). Under the ``recursive`` and
+``checkpoint`` adjoints an adaptive solve is differentiated by replaying its
+accepted steps (``bppjax.models.adaptive.solve_adaptive``). Inside a loop body the
 field runs R_l's convolution with a hand-written VJP (``looped``), which keeps
 its gradient at the unrolled speed on XLA:CPU.
 """
@@ -51,6 +53,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int
 
+from bppjax.models.adaptive import solve_adaptive
 from bppjax.models.bpp import BPP, FluxBlock
 from bppjax.models.reversible import ProjectFn, UpdateFn
 from bppjax.models.solvers import (
@@ -381,6 +384,15 @@ def looped(field: FluxField) -> FluxField:
     return dataclasses.replace(field, conv_impl="loop")
 
 
+#: Adjoints under which an adaptive solve is differentiated by replaying its accepted steps (``solve_adaptive``).
+REPLAY_ADJOINTS = ("recursive", "checkpoint")
+
+
+def _rate_fn(field: FluxField):
+    """f(t, y; args) component by component (None where a component never moves), for replayed steps."""
+    return lambda t, y, args: field.rates(y, field.weights(t, args))
+
+
 def integrate(field: FluxField, y0: State, blocks: Sequence[Weights], settings: SolveSettings,
               save_ts: Sequence[float] = ()) -> Solution:
     """Solve the BPP ODE from t = 0 to t = depth; also return the states at ``save_ts``.
@@ -407,8 +419,17 @@ def integrate(field: FluxField, y0: State, blocks: Sequence[Weights], settings: 
     y, nfe = y0, jnp.zeros((), jnp.int32)
     solver = make_solver(settings.solver)
     field = looped(field)
+    replay = settings.adaptive and settings.adjoint in REPLAY_ADJOINTS
     for (a, b), args in spans:
         inner = [t for t in want if a < t < b]
+        if replay and not inner:
+            y, n = solve_adaptive(field, _rate_fn(field), settings.solver, y, args, a, b, dt0=min(settings.dt, b - a),
+                                  rtol=settings.rtol, atol=settings.atol, max_steps=settings.max_steps)
+            nfe = nfe + n
+            if b in want:
+                ts_out.append(b)
+                ys_out.append(y)
+            continue
         sol = solve_span(field, y, args, a, b, inner + [b], settings)
         states = [jax.tree.map(lambda v, i=i: v[i], sol.ys) for i in range(len(inner) + 1)]
         ts_out += inner

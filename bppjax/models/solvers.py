@@ -136,10 +136,12 @@ def count_evaluations(solver: AbstractSolver, num_steps: Array | int) -> Array:
 def make_adjoint(name: str, solver: AbstractSolver, checkpoints: int | None = None) -> diffrax.AbstractAdjoint:
     """The backpropagation method through ``diffeqsolve`` (adaptive steps, or ``binomial``/``backsolve``).
 
-    - ``recursive``, ``checkpoint``, ``binomial``: discretise-then-optimise with
-      diffrax's binomial checkpointing; the exact gradient of the solve, memory
-      O(log steps) states. (Fixed-step solves with ``recursive`` or
-      ``checkpoint`` never get here: the step loop differentiates itself.)
+    - ``binomial`` (and ``recursive``/``checkpoint`` where they reach here):
+      discretise-then-optimise with diffrax's binomial checkpointing; the exact
+      gradient of the solve, memory O(log steps) states. (Fixed-step solves with
+      ``recursive`` or ``checkpoint`` never get here: the step loop
+      differentiates itself; adaptive ones replay their accepted steps,
+      ``bppjax.models.adaptive``, unless states are saved inside a solve.)
     - ``backsolve``: the continuous adjoint solved backwards in time; memory
       O(1) in the number of steps, gradients only approximate the solve's.
     - ``direct``: discretise-then-optimise through a bounded loop (memory grows
