@@ -50,6 +50,7 @@ __all__ = [
     "METHODS",
     "bicubic",
     "self_ensemble",
+    "method_at_scale",
     "canonical_scale",
     "list_images",
     "method_for",
@@ -93,7 +94,15 @@ def self_ensemble(enhance_fn: EnhanceFn) -> EnhanceFn:
 
     ensembled.__name__ = f"self_ensemble({getattr(enhance_fn, '__name__', 'enhance_fn')})"
     ensembled.input_space = space  # type: ignore[attr-defined]
+    if callable(getattr(enhance_fn, "at_factor", None)):  # the ensemble of the method told its factor
+        ensembled.at_factor = lambda scale: self_ensemble(enhance_fn.at_factor(scale))  # type: ignore[attr-defined]
     return ensembled
+
+
+def method_at_scale(enhance_fn: EnhanceFn, scale: float) -> EnhanceFn:
+    """The method told the SR factor it runs at, where it can be (``f.at_factor``, e.g. a ``LoadedModel``)."""
+    bind = getattr(enhance_fn, "at_factor", None)
+    return bind(scale) if callable(bind) else enhance_fn
 
 
 def method_input_space(enhance_fn: EnhanceFn) -> str:
@@ -191,7 +200,7 @@ def evaluate(
                 depth = 16 if native.dtype == np.uint16 else 8
                 hr = to_uint8(native)
                 for s in scales:
-                    fn = enhance_fn[s] if isinstance(enhance_fn, Mapping) else enhance_fn
+                    fn = method_at_scale(enhance_fn[s] if isinstance(enhance_fn, Mapping) else enhance_fn, s)
                     border = border_for(s) if shave is None else shave
                     output, score = _score_image(fn, hr, s, convention, border, path)
                     scores[s].append(score)

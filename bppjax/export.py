@@ -376,12 +376,14 @@ def export_model(
     tile: int | None = None,
     overrides: Sequence[str] = (),
     check: bool = True,
+    scale: float | None = None,
 ) -> ExportResult:
     """Export a zoo model (by name), a workdir or a ``LoadedModel`` to ``out`` as ``format`` ("onnx" or "stablehlo").
 
     The file is written (atomically) only after its output matched the JAX
     model's on ``check_shapes`` inputs within ``ONNX_TOLERANCE`` /
     ``STABLEHLO_TOLERANCE``; for StableHLO the metadata goes to ``out + ".json"``.
+    A model conditioned on the SR factor is exported at one factor, ``scale``.
 
     Raises:
       ExportError: unknown format or model, unsupported architecture, an
@@ -391,11 +393,19 @@ def export_model(
         raise ExportError(f"unsupported format {format!r}; choose one of: {', '.join(FORMATS)}")
     out = Path(out)
     _check_writable(out)
+    from bppjax.models import conditioned_on_factor  # noqa: PLC0415 - as the other model imports here
+
     loaded, name, card = load(model, overrides)
+    if conditioned_on_factor(loaded.model):
+        if scale is None:
+            raise ExportError(f"{name} is conditioned on the SR factor: export it at one factor (--scale, e.g. --scale 3)")
+        loaded = loaded.at_factor(float(scale))
     arch = type(loaded.model).__name__
     if arch not in EXPORTABLE:
         raise ExportError(f"unsupported architecture {arch} for export; supported: {', '.join(EXPORTABLE)}")
     metadata = model_metadata(loaded, name, card)
+    if conditioned_on_factor(loaded.model):
+        metadata["factor"] = float(scale)
     metadata.update(format=format, layout="NCHW" if format == "onnx" else "NHWC",
                     shape=f"fixed {tile}x{tile}" if tile else "dynamic")
     fn = network_function(loaded.model, loaded.params)
@@ -453,6 +463,7 @@ def _parser():
     p.add_argument("--tile", type=int, default=None,
                    help="fixed input height and width (px of the model's input) instead of dynamic ones")
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. model.dtype=float32")
+    p.add_argument("--scale", type=float, default=None, help="the SR factor, for a model conditioned on it (model.factor_conditioning)")
     return p
 
 
@@ -465,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run(args_list: Sequence[str]) -> int:
         args = _parser().parse_args(args_list)
         try:
-            result = export_model(args.model, args.format, args.out, tile=args.tile, overrides=args.config)
+            result = export_model(args.model, args.format, args.out, tile=args.tile, overrides=args.config, scale=args.scale)
         except ParityError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_FAILED

@@ -27,7 +27,7 @@ from bppjax.image.io import IMAGE_EXTENSIONS, WRITE_EXTENSIONS, Photo, bit_depth
 from bppjax.image.io import quantise as quantise_samples
 from bppjax.image.resize import imresize
 from bppjax.inference import NetworkInput, network_input, restore
-from bppjax.models import input_space, output_scale
+from bppjax.models import at_factor, input_space, output_scale
 
 PyTree = Any
 
@@ -150,6 +150,7 @@ def enhance_files(
     opts = dict(options)
     scale, max_memory_gb = opts.pop("scale", None), opts.pop("max_memory_gb", None)
     self_ensemble = bool(opts.pop("self_ensemble", False))
+    model = at_factor(model, scale)  # a model conditioned on the SR factor is told it
     spec = tiling.resolve_spec(model, opts.pop("mode", tiling.ENHANCE_MODE), **opts)
     factor = output_scale(model) if input_space(model) == "lr" else scale
 

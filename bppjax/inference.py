@@ -25,7 +25,7 @@ from bppjax import tiling
 from bppjax.image.io import to_float32
 from bppjax.image.resize import imresize, output_shape_for
 from bppjax.image.resize_bands import imresize_bands
-from bppjax.models import input_space, output_scale
+from bppjax.models import at_factor, input_space, output_scale
 
 PyTree = Any
 
@@ -235,6 +235,7 @@ def enhance(
     Returns:
       float32 in [0, 1], (H', W') or (H', W', C) with the input's channel count.
     """
+    model = at_factor(model, scale)  # a model conditioned on the SR factor is told it
     spec = tiling.resolve_spec(model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=patch)
     prepared = network_input(image, model, scale=scale, max_memory_gb=max_memory_gb, stream=not self_ensemble)
     return restore(prepared, model, params, spec, self_ensemble=self_ensemble, progress=progress)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from bppjax.models import input_space, output_scale
+from bppjax.models import at_factor, input_space, output_scale
 from bppjax.tiling import tiled_inference
 
 PyTree = Any
@@ -39,6 +39,10 @@ class LoadedModel:
     config: ml_collections.ConfigDict
     step: int
     which: str
+
+    def at_factor(self, scale: float) -> "LoadedModel":
+        """This model told its SR factor, if it is conditioned on it (``model.factor_conditioning``); else itself."""
+        return dataclasses.replace(self, model=at_factor(self.model, float(scale)))
 
     def apply(self, x: jax.Array) -> jax.Array:
         """Enhance a float batch (B, H, W, 3) in [0, 1] in one pass."""

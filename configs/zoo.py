@@ -12,6 +12,7 @@ Commands (one at a time on a quiet 2-core machine; each resumes if interrupted):
     python -m bppjax.train --config configs/zoo.py:x3ft2 --workdir ../runs/zoo_x3ft2 --checkpoint ../runs/zoo_x3ft
     python -m bppjax.train --config configs/zoo.py:x4 --workdir ../runs/zoo_x4
     python -m bppjax.train --config configs/zoo.py:multift --workdir ../runs/zoo_multift --checkpoint bpp-sr-x2
+    python -m bppjax.train --config configs/zoo.py:multic --workdir ../runs/zoo_multic --checkpoint bpp-sr-x2
 
 then ``python -m bppjax.zoo export ../runs/zoo_x2 bpp-sr-x2`` (and likewise)
 to write the weights and model card into ``bppjax/zoo/``. Wall times and
@@ -25,7 +26,9 @@ decay to 0. ``multi`` draws every patch at a random factor in {2, 3, 4}.
 ``bpp-sr-x3`` is trained in three stages: ``x3`` (4,000 steps), ``x3ft`` (4,000
 more from its weights, peak rate 5e-4, a fresh cosine), ``x3ft2`` (2,000 more,
 2.5e-4). ``bpp-sr-multi`` is ``bpp-sr-x2`` trained 8,000 more steps on the
-x2/x3/x4 mix (``multift``, 5e-4); ``multi`` (3,000 steps from scratch) was the
+x2/x3/x4 mix (``multift``, 5e-4). ``multic`` is ``multift`` with the BPP
+conditioned on each patch's factor (``model.factor_conditioning``, warm-started
+from ``bpp-sr-x2`` with the conditioning at zero); ``multi`` (3,000 steps from scratch) was the
 first, weaker recipe (Set5 35.34 / 31.96 / 30.04 dB at x2 / x3 / x4 against
 36.39 / 32.43 / 30.47 for ``multift``).
 
@@ -45,9 +48,12 @@ from bppjax.training.config import ConfigError, base_config, tiny_variant
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # training images beside the repo
 
-SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x3ft2": (3,), "x4": (4,), "multi": (2, 3, 4), "multift": (2, 3, 4)}
-STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x3ft2": 2_000, "x4": 5_000, "multi": 3_000, "multift": 8_000}
-PEAK_LR = {"x3ft": 5e-4, "x3ft2": 2.5e-4, "multift": 5e-4}
+SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x3ft2": (3,), "x4": (4,), "multi": (2, 3, 4), "multift": (2, 3, 4),
+          "multic": (2, 3, 4)}
+STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x3ft2": 2_000, "x4": 5_000, "multi": 3_000, "multift": 8_000, "multic": 8_000}
+PEAK_LR = {"x3ft": 5e-4, "x3ft2": 2.5e-4, "multift": 5e-4, "multic": 5e-4}
+#: Variants whose BPP is told the SR factor of each patch (``model.factor_conditioning``).
+CONDITIONED = ("multic",)
 
 
 def get_config(variant: str = "x2"):
@@ -58,6 +64,7 @@ def get_config(variant: str = "x2"):
     name = names[0]
     c = base_config()
     c.model = preset("medium")
+    c.model.factor_conditioning = name in CONDITIONED
     c.data.train = source_config(source="folder", dirs=(str(SHARED_DATA / "T91"), str(SHARED_DATA / "BSDS200")))
     c.data.val = source_config(source="embedded", names=embedded.VAL_NAMES)
     c.data.update(scales=SCALES[name], patch=96, batch=8, min_std=3 / 255)

@@ -24,7 +24,7 @@ from bppjax.analysis import plots
 from bppjax.analysis.update_norms import average, normalise, update_norms
 from bppjax.image.degrade import sr_input
 from bppjax.image.io import list_image_files, read_image, to_float32, write_image
-from bppjax.models import input_space, output_scale
+from bppjax.models import at_factor, input_space, output_scale
 from bppjax.workdir import load_model
 
 SUMMARY_FILE = "summary.json"
@@ -133,9 +133,9 @@ def analyze(
       method: how F x is computed (``linearscope.METHODS``).
     """
     loaded = load_model(checkpoint, overrides=list(overrides))
-    model, params = loaded.model, loaded.params
-    frozen_model = ls.frozen_twin(model)
     scale = config_scale(loaded.config) if scale is None else int(scale)
+    model, params = at_factor(loaded.model, scale), loaded.params  # a model conditioned on the factor is told it
+    frozen_model = ls.frozen_twin(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 

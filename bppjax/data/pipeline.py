@@ -153,10 +153,12 @@ def stream_pairs(src: ml_collections.ConfigDict, scales: Sequence[int], key: str
     return pairs, streaming.read_stream_file
 
 
-def build_sampler(data: ml_collections.ConfigDict, seed: int, input_space: str = "upscaled") -> PatchSampler:
+def build_sampler(data: ml_collections.ConfigDict, seed: int, input_space: str = "upscaled", with_factor: bool = False) -> PatchSampler:
     """Training sampler of ``config.data``: images read and degraded once, here, or streamed (``data.train.stream``).
 
-    ``input_space`` is the model's (``bppjax.models.input_space``).
+    ``input_space`` is the model's (``bppjax.models.input_space``); ``with_factor``:
+    batches carry each patch's SR factor (a model conditioned on it,
+    ``bppjax.models.conditioned_on_factor``).
     """
     stream = bool(data.train.get("stream", False))
     if stream:
@@ -177,6 +179,7 @@ def build_sampler(data: ml_collections.ConfigDict, seed: int, input_space: str =
         augment=bool(data.augment),
         align=bool(data.align_crops),
         min_std=float(data.min_std),
+        with_factor=bool(with_factor),
     )
     if stream:
         workers = int(data.workers)

@@ -38,6 +38,8 @@ class PatchSampler:
       min_std: reject patches whose target standard deviation (in [0, 1] units)
         is below this; 0 disables. Flat patches (black sky, retina borders) teach little.
       max_tries: rejected draws per patch before one is accepted anyway.
+      with_factor: batches also carry each patch's SR factor (``"scale"``,
+        float32 (batch,)), for a model conditioned on it. The crops are the same.
     """
 
     pairs: tuple[ImagePair, ...]
@@ -48,6 +50,7 @@ class PatchSampler:
     align: bool = True
     min_std: float = 0.0
     max_tries: int = 20
+    with_factor: bool = False
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -99,16 +102,17 @@ class PatchSampler:
         x = int(rng.integers((W - P) // a + 1)) * a
         return pair, y, x
 
-    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
         thresh = self.min_std * self.peak
         for attempt in range(self.max_tries + 1):
             pair, y, x = self._pick(rng)
             tgt = self._target(pair, y, x)
             if thresh <= 0 or attempt == self.max_tries or float(tgt.std()) >= thresh:
-                return self._input(pair, y, x), tgt
+                return self._input(pair, y, x), tgt, int(pair.scale)
 
     def batch_at(self, step: int) -> Batch:
-        """Global batch number ``step``: ``{"input", "target"}``, (batch, patch, patch, 3) (the input patch/r for an LR input)."""
+        """Global batch number ``step``: ``{"input", "target"}``, (batch, patch, patch, 3) (the input patch/r for an LR input),
+        and ``"scale"`` (batch,) ``with_factor``."""
         return self._make(step, 0, 1)
 
     def local_batch(self, step: int, process_index: int, process_count: int) -> Batch:
@@ -126,21 +130,29 @@ class PatchSampler:
                 raise ValueError(f"data.batch={self.batch} is not divisible by the number of hosts ({count})")
             draws = [(*self._pick(rng), int(rng.integers(8)) if self.augment else 0) for _ in range(self.batch)]
             k = self.batch // count
-            xs, ys = [], []
+            xs, ys, ss = [], [], []
             for pair, y, x, t in draws[index * k : (index + 1) * k]:
                 xs.append(dihedral(self._input(pair, y, x), t))
                 ys.append(dihedral(self._target(pair, y, x), t))
-            return {"input": np.stack(xs), "target": np.stack(ys)}
-        xs, ys = [], []
+                ss.append(int(pair.scale))
+            return self._batch(xs, ys, ss)
+        xs, ys, ss = [], [], []
         for _ in range(self.batch):
-            x, y = self._draw(rng)
+            x, y, s = self._draw(rng)
             if self.augment:
                 t = int(rng.integers(8))
                 x, y = dihedral(x, t), dihedral(y, t)
             xs.append(x)
             ys.append(y)
-        batch = {"input": np.stack(xs), "target": np.stack(ys)}
+            ss.append(s)
+        batch = self._batch(xs, ys, ss)
         return local_slice(batch, index, count) if count > 1 else batch
+
+    def _batch(self, xs: list[np.ndarray], ys: list[np.ndarray], scales: list[int]) -> Batch:
+        batch = {"input": np.stack(xs), "target": np.stack(ys)}
+        if self.with_factor:
+            batch["scale"] = np.asarray(scales, np.float32)
+        return batch
 
     def iterate(self, start: int = 0) -> Iterator[Batch]:
         """Batches ``start, start + 1, ...``."""

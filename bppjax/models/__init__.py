@@ -21,7 +21,26 @@ def output_scale(model: Any) -> int:
     return int(model.scale) if input_space(model) == "lr" else 1
 
 
+def conditioned_on_factor(model: Any) -> bool:
+    """Whether a model must be told the SR factor it runs at (``at_factor``)."""
+    return bool(getattr(model, "factor_conditioning", False))
+
+
+def at_factor(model: Any, scale: Any) -> Any:
+    """The model bound to the SR factor ``scale`` (a number or one per sample) if it is conditioned on it; else itself.
+
+    ValueError for a conditioned model without a factor (``scale`` None).
+    """
+    if not conditioned_on_factor(model):
+        return model
+    if scale is None:
+        raise ValueError("this model is conditioned on the SR factor (model.factor_conditioning=True): give the scale "
+                         "it enhances at (--scale)")
+    return model.clone(factor=scale)
+
+
 __all__ = [
+    "at_factor", "conditioned_on_factor",
     "BPP", "Analysis", "Downscale", "FluxBlock", "FluxUnit", "Scaler", "Synthesis", "Upscale",
     "ResNet", "EDSR", "INPUT_SPACES", "input_space", "output_scale", "width_for_params", "PRESETS", "build_model", "model_config", "preset", "validate_model_config",
 ]

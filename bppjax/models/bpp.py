@@ -232,6 +232,29 @@ def validate_input(x: Any, multiple: int = 1, min_size: int = 1) -> None:
         raise ValueError("BPP input contains NaN or Inf values")
 
 
+class FactorFiLM(nn.Module):
+    """Conditions the initial states on the SR factor s: h_l <- (1 + gamma_l(s)) h_l + beta_l(s), per channel.
+
+    gamma_l and beta_l are affine in (z, z^2) with z = log2(s) - 1, so x2 is
+    z = 0 and fractional factors fall between the trained ones. Zero-initialised:
+    a new conditioned network (or one warm-started from an unconditioned
+    model) starts as the unconditioned network.
+    """
+
+    features: Sequence[int]
+
+    @nn.compact
+    def __call__(self, h: Sequence[Array], factor: Array) -> list[Array]:
+        z = jnp.log2(factor.astype(jnp.float32)) - 1.0
+        e = jnp.stack([z, z * z], axis=-1)  # (B, 2)
+        out = []
+        for l, (hl, c) in enumerate(zip(h, self.features)):
+            gb = nn.Dense(2 * int(c), kernel_init=nn.initializers.zeros, name=f"level_{l}")(e)
+            gamma, beta = gb[:, None, None, :c], gb[:, None, None, c:]
+            out.append((hl.astype(jnp.float32) * (1.0 + gamma) + beta).astype(hl.dtype))
+        return out
+
+
 class BPP(nn.Module):
     """The Back-Projection Pipeline.
 
@@ -247,6 +270,12 @@ class BPP(nn.Module):
         or "checkpoint" (``jax.checkpoint`` around each flux block).
       dirac_noise: std of the noise added to Dirac kernels when IN is off.
       freeze: LinearScope mode (see ``NormReLU``).
+      factor_conditioning: the initial states are modulated by the SR factor
+        (``FactorFiLM``), so that one network serves several factors knowing
+        which one it enhances. The factor is bound with ``at_factor``.
+      factor: the SR factor a conditioned network runs at: a number, or one per
+        sample (B,); any positive value, fractional ones included. Not a
+        config key: ``bppjax.models.at_factor(model, s)`` binds it.
     """
 
     features: Sequence[int] = (256, 128, 64, 48)
@@ -257,6 +286,8 @@ class BPP(nn.Module):
     remat: str = "none"
     dirac_noise: float = 1e-3
     freeze: bool = False
+    factor_conditioning: bool = False
+    factor: Any = None
 
     @property
     def levels(self) -> int:
@@ -361,6 +392,20 @@ class BPP(nn.Module):
             kernel_init=self._kernel_init(),
         )
 
+    def bound_factor(self, batch: int) -> Array:
+        """The bound SR factor, one per sample; a clear error when a conditioned network has none (at init, x2)."""
+        if self.factor is None and self.is_initializing():
+            return jnp.full((batch,), 2.0, jnp.float32)
+        if self.factor is None:
+            raise ValueError("this BPP is conditioned on the SR factor (model.factor_conditioning=True): bind the factor "
+                             "first, bppjax.models.at_factor(model, scale) or LoadedModel.at_factor(scale)")
+        f = jnp.asarray(self.factor, jnp.float32)
+        if f.ndim > 1 or (f.ndim == 1 and f.shape[0] != batch):
+            raise ValueError(f"the SR factor must be a number or one per sample ({batch}); got shape {f.shape}")
+        if not isinstance(f, jax.core.Tracer) and not bool(np.all(f > 0)):
+            raise ValueError(f"the SR factor must be > 0; got {np.asarray(f)}")
+        return jnp.broadcast_to(f, (batch,))
+
     def validate(self) -> None:
         """Check the hyper-parameters (no binding needed); the model's one validator, which subclasses extend."""
         check_config(self)
@@ -401,6 +446,8 @@ class BPP(nn.Module):
         H, W = x.shape[1], x.shape[2]
         x = self.pad(x)
         h, p = self.states(x)
+        if self.factor_conditioning:
+            h = FactorFiLM(self.features, name="factor_film")(h, self.bound_factor(x.shape[0]))
         h = self.evolve(h, p)
         y = Synthesis(name="synthesis")(h[-1], x)
         return y[:, :H, :W]

@@ -39,6 +39,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
             dtype="float32",
             remat="none",
             dirac_noise=1e-3,
+            factor_conditioning=False,  # BPP: one network for several SR factors, told its factor (FactorFiLM)
             resnet=dict(width=64, blocks=16, res_scale=1.0),
             edsr=dict(width=64, blocks=16, res_scale=1.0, scale=2),
             ode=dict(solver="causal_euler", dt=1.0, time="piecewise", adaptive=False, adjoint="recursive", rtol=1e-3, atol=1e-4, max_steps=4096,

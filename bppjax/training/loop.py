@@ -37,7 +37,7 @@ from bppjax import workdir as ckpt
 from bppjax.data.pipeline import build_sampler, build_val, describe
 from bppjax.data.sampler import PatchSampler, local_slice, validate_state
 from bppjax.models.layers import compiler_options
-from bppjax.models import input_space
+from bppjax.models import conditioned_on_factor, input_space
 from bppjax.models.presets import build_model
 from bppjax.training import parallel
 from bppjax.training.config import ConfigError, validate_config
@@ -244,18 +244,26 @@ def _flush(pending: list[tuple[int, dict[str, jax.Array]]]) -> list[tuple[int, d
     return rows
 
 
+#: The parameter subtree of BPP's factor conditioning (``bppjax.models.bpp.FactorFiLM``).
+FACTOR_FILM = "factor_film"
+
+
 def _warm_start(state: TrainState, init_from: str | Path, model_cfg: ml_collections.ConfigDict) -> TrainState:
     """``state`` with the parameters of a workdir or zoo model (shapes checked against this config's model)."""
     from bppjax.workdir import check_param_shapes, load_model  # noqa: PLC0415
 
     try:
         loaded = load_model(init_from)
-        check_param_shapes(loaded.params, state.params, source=f"--checkpoint {init_from}")
+        source = dict(loaded.params)
+        if FACTOR_FILM in state.params and FACTOR_FILM not in source:  # an unconditioned model: conditioning starts neutral
+            source[FACTOR_FILM] = state.params[FACTOR_FILM]
+            _say(f"note: {init_from} is not conditioned on the SR factor; its conditioning starts at zero (the model as loaded)")
+        check_param_shapes(source, state.params, source=f"--checkpoint {init_from}")
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"cannot warm-start from {init_from}: {e}") from e
     if loaded.config.model.to_dict() != model_cfg.to_dict():
         _say(f"note: {init_from}'s model config differs from this run's; only the parameter shapes have to match")
-    params = jax.tree.map(lambda new, old: jax.device_put(jax.numpy.asarray(new, old.dtype), old.sharding), loaded.params, state.params)
+    params = jax.tree.map(lambda new, old: jax.device_put(jax.numpy.asarray(new, old.dtype), old.sharding), source, state.params)
     return state.replace(params=params)
 
 
@@ -288,8 +296,9 @@ def train_and_evaluate(
         # reading the data, so a second run is refused at once.
         locked = jax.process_count() == 1 and workdir.is_dir() and _lock(scope, workdir)
         try:  # data errors are config errors: reported before any compilation
-            space = input_space(build_model(config.model))  # the image the model takes: upscaled or LR
-            sampler = build_sampler(config.data, int(config.train.seed), space)
+            model = build_model(config.model)
+            space = input_space(model)  # the image the model takes: upscaled or LR
+            sampler = build_sampler(config.data, int(config.train.seed), space, with_factor=conditioned_on_factor(model))
             val_pairs = build_val(config.data, space)
         except (ValueError, FileNotFoundError, MemoryError, ImportError, RuntimeError) as e:
             raise ConfigError(str(e)) from e

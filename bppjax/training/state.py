@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from bppjax.models import at_factor, conditioned_on_factor
+
 PyTree = Any
 
 
@@ -63,6 +65,13 @@ def make_optimizer(optim: ml_collections.ConfigDict, steps: int) -> tuple[optax.
     return opt, schedule
 
 
+def factor_apply(model: nn.Module) -> Callable:
+    """``model.apply``; for a model conditioned on the SR factor, ``(variables, x, factor)`` with the batch's factors."""
+    if not conditioned_on_factor(model):
+        return model.apply
+    return lambda variables, x, factor: at_factor(model, factor).apply(variables, x)
+
+
 def create_train_state(
     model: nn.Module, tx: optax.GradientTransformation, seed: int, patch: int
 ) -> TrainState:
@@ -78,6 +87,6 @@ def create_train_state(
         step=jnp.asarray(0, jnp.int32),
         params=params,
         opt_state=tx.init(params),
-        apply_fn=model.apply,
+        apply_fn=factor_apply(model),
         tx=tx,
     )

@@ -44,10 +44,12 @@ def train_step(
     (the rate applied at this step).
     """
     x, y = to_float(batch["input"], peak), to_float(batch["target"], peak)
+    factor = batch.get("scale")  # each patch's SR factor, for a model conditioned on it
     loss_fn = LOSSES[loss]
 
     def objective(params):
-        out = state.apply_fn({"params": params}, x)
+        variables = {"params": params}
+        out = state.apply_fn(variables, x) if factor is None else state.apply_fn(variables, x, factor)
         return loss_fn(out.astype(jnp.float32), y)
 
     value, grads = jax.value_and_grad(objective)(state.params)

@@ -30,7 +30,7 @@ from bppjax.data.pairs import ImagePair
 from bppjax.evaluation import border_for, score
 from bppjax.image.io import to_float32
 from bppjax.image.resize import imresize
-from bppjax.models import output_scale
+from bppjax.models import at_factor, output_scale
 from bppjax.tiling import TileSpec, make_apply_fn, resolve_spec, tiled_apply
 
 
@@ -108,7 +108,7 @@ class Validator:
 
     def enhance(self, params: Any, pair: ImagePair) -> np.ndarray:
         """The model's float output for one pair, by the tiles of ``self.spec``."""
-        apply_fn = make_apply_fn(self.model, params)
+        apply_fn = make_apply_fn(at_factor(self.model, float(pair.scale)), params)
         multiple = int(getattr(self.model, "multiple", 1))
         return tiled_apply(apply_fn, to_float32(pair.input), self.spec, multiple=multiple, scale=output_scale(self.model))
 
