@@ -87,9 +87,20 @@ def test_tiny_study_end_to_end(claims, tmp_path, monkeypatch):
     monkeypatch.setattr(claims, "CROP", 32)
     monkeypatch.setattr(claims, "ODE_SOLVES", claims.ODE_SOLVES[:1])
     monkeypatch.setattr(claims, "VAL_POINTS", 2)  # a curve needs two points; each validation tiles two photos
+    measure, measured = claims._measure_step, []
+
+    def measure_once(model_cfg, runs, scale):  # one real calibration run; the other networks reuse its time
+        if not measured:
+            measured.append(measure(model_cfg, runs, scale))
+        return measured[0]
+
+    monkeypatch.setattr(claims, "_measure_step", measure_once)
     code = claims.main(["--part", "bpp_vs_resnet", "--part", "raindrop", "--part", "ode_vs_discrete", "--part", "linearscope",
                         "--budget-minutes", "0.001", "--seeds", "1", "--scales", "2", "--runs", str(tmp_path / "runs")])
     assert code == 0
+    calibration = json.loads((claims.RESULTS / "calibration.json").read_text())
+    assert measured and measured[0] > 0 and calibration["bpp"] == measured[0]
+    assert {"edsr_x2", "resnet", "resnet_macs", "bpp_macs", "bpp_ode"} <= set(calibration)
     s = json.loads(claims.SUMMARY.read_text())
     e = s["bpp_vs_resnet"]["x2"]
     assert e["bpp"]["seeds"] == [0] and e["resnet"]["steps"] == 20 and e["bpp_equal_steps"]["steps"] == e["resnet"]["steps"]
