@@ -301,3 +301,16 @@ def test_adaptive_replay_gradient_is_diffrax_gradient():
     temp = {n: jax.jit(_ode(2, **(kw | {"max_steps": n})).apply).lower({"params": params}, x).compile()
             .memory_analysis().temp_size_in_bytes for n in (128, 4096)}
     assert temp[4096] < 1.1 * temp[128], temp
+    # Where max_steps states would not fit in a quarter of the device's memory, diffrax's checkpointing takes over.
+    import bppjax.models.adaptive as adaptive
+
+    def replayed(*args, **kwargs):
+        raise AssertionError("replayed")
+
+    grad_shape = lambda: jax.eval_shape(jax.grad(_loss(_ode(2, **kw), x)), params)  # noqa: E731 - traced, not compiled
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ode, "solve_adaptive", replayed)
+        with pytest.raises(AssertionError, match="replayed"):
+            grad_shape()
+        mp.setattr(adaptive, "device_memory_bytes", lambda: 4 * 127 * sum(a.size * 4 for a in jax.tree.leaves(x)))
+        grad_shape()  # the state is larger than the image: 128 states do not fit

@@ -15,13 +15,16 @@ Cost per accepted evaluation: forward once, recompute once, backward once,
 with no while-loop bookkeeping in the backward loop. Memory under
 differentiation: the stored states, ``max_steps`` x the state (the buffer
 diffrax allocates for ``SaveAt(steps=True)``), plus one step's residuals at a
-time. Without differentiation it is a plain adaptive solve that keeps only
-the current state.
+time; ``replay_fits`` says whether that buffer fits (the ODE model otherwise
+keeps diffrax's checkpointed adjoint). Without differentiation it is a plain
+adaptive solve that keeps only the current state.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
+
+import os
 
 import diffrax
 import jax
@@ -33,6 +36,27 @@ from bppjax.models.solvers import Tableau, count_evaluations, fixed_step_tableau
 Array = jax.Array
 #: ``rate(t, y, args)``: the vector field as a tuple like ``y``, None for components that never change.
 Rate = Callable[[Array, tuple, Any], tuple]
+
+
+#: The share of the device's memory the replay's stored states may take (``replay_fits``).
+REPLAY_MEMORY_FRACTION = 0.25
+
+
+def device_memory_bytes() -> int:
+    """Memory of the default device: its allocator's limit where it reports one, else the host's physical memory."""
+    try:
+        stats = jax.local_devices()[0].memory_stats() or {}
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        stats = {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def replay_fits(y0: tuple, max_steps: int) -> bool:
+    """Whether ``max_steps`` copies of the state ``y0`` fit in ``REPLAY_MEMORY_FRACTION`` of the device's memory."""
+    state = sum(int(a.size) * a.dtype.itemsize for a in jax.tree.leaves(y0))
+    return int(max_steps) * state <= REPLAY_MEMORY_FRACTION * device_memory_bytes()
 
 
 def _accepted_step(rate: Rate, tableau: Tableau, args: Any, t0: Array, t1: Array, y: tuple) -> tuple:
@@ -94,4 +118,4 @@ def solve_adaptive(term_fn: Callable, rate: Rate, solver_name: str, y0: tuple, a
     return y1, nfe
 
 
-__all__ = ["solve_adaptive"]
+__all__ = ["REPLAY_MEMORY_FRACTION", "device_memory_bytes", "replay_fits", "solve_adaptive"]

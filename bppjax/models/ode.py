@@ -34,7 +34,9 @@ others (``loop_kind``). Adaptive steps, and the memory-saving adjoints
 ``binomial`` and ``backsolve``, go through ``diffrax.diffeqsolve``: one solve
 per block (piecewise) or one over [0, D] (linear). Under the ``recursive`` and
 ``checkpoint`` adjoints an adaptive solve is differentiated by replaying its
-accepted steps (``bppjax.models.adaptive.solve_adaptive``). Inside a loop body the
+accepted steps (``bppjax.models.adaptive.solve_adaptive``) when ``max_steps``
+states fit in a quarter of the device's memory (``replay_fits``), else by
+diffrax's checkpointing. Inside a loop body the
 field runs R_l's convolution with a hand-written VJP (``looped``), which keeps
 its gradient at the unrolled speed on XLA:CPU.
 """
@@ -53,7 +55,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int
 
-from bppjax.models.adaptive import solve_adaptive
+from bppjax.models.adaptive import replay_fits, solve_adaptive
 from bppjax.models.bpp import BPP, FluxBlock
 from bppjax.models.reversible import ProjectFn, UpdateFn
 from bppjax.models.solvers import (
@@ -419,7 +421,8 @@ def integrate(field: FluxField, y0: State, blocks: Sequence[Weights], settings: 
     y, nfe = y0, jnp.zeros((), jnp.int32)
     solver = make_solver(settings.solver)
     field = looped(field)
-    replay = settings.adaptive and settings.adjoint in REPLAY_ADJOINTS
+    # Replaying needs max_steps stored states; where they would not fit, diffrax's checkpointing takes over.
+    replay = settings.adaptive and settings.adjoint in REPLAY_ADJOINTS and replay_fits(y0, settings.max_steps)
     for (a, b), args in spans:
         inner = [t for t in want if a < t < b]
         if replay and not inner:
