@@ -65,7 +65,7 @@ ADAPTIVE_REFERENCE = "tsit5 dt=1 linear"
 ADAPTIVE = (
     ("tsit5 dt=1 linear", dict(solver="tsit5", dt=1.0, time="linear")),
     ("tsit5 adaptive linear", dict(solver="tsit5", adaptive=True, dt=0.5, time="linear", max_steps=64)),
-    ("heun adaptive linear", dict(solver="heun", adaptive=True, dt=0.5, time="linear", max_steps=256)),
+    ("heun adaptive linear", dict(solver="heun", adaptive=True, dt=0.5, time="linear", max_steps=160)),
 )
 
 
