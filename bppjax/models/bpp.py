@@ -232,6 +232,10 @@ def validate_input(x: Any, multiple: int = 1, min_size: int = 1) -> None:
         raise ValueError("BPP input contains NaN or Inf values")
 
 
+#: Where a conditioned BPP keeps its ``FactorFiLM`` parameters.
+FACTOR_FILM = "factor_film"
+
+
 class FactorFiLM(nn.Module):
     """Conditions the initial states on the SR factor s: h_l <- (1 + gamma_l(s)) h_l + beta_l(s), per channel.
 
@@ -447,7 +451,7 @@ class BPP(nn.Module):
         x = self.pad(x)
         h, p = self.states(x)
         if self.factor_conditioning:
-            h = FactorFiLM(self.features, name="factor_film")(h, self.bound_factor(x.shape[0]))
+            h = FactorFiLM(self.features, name=FACTOR_FILM)(h, self.bound_factor(x.shape[0]))
         h = self.evolve(h, p)
         y = Synthesis(name="synthesis")(h[-1], x)
         return y[:, :H, :W]

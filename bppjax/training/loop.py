@@ -38,6 +38,7 @@ from bppjax.data.pipeline import build_sampler, build_val, describe
 from bppjax.data.sampler import PatchSampler, local_slice, validate_state
 from bppjax.models.layers import compiler_options
 from bppjax.models import conditioned_on_factor, input_space
+from bppjax.models.bpp import FACTOR_FILM
 from bppjax.models.presets import build_model
 from bppjax.training import parallel
 from bppjax.training.config import ConfigError, validate_config
@@ -242,10 +243,6 @@ def _flush(pending: list[tuple[int, dict[str, jax.Array]]]) -> list[tuple[int, d
         if not math.isfinite(m["loss"]):
             raise NonFiniteLossError(f"loss is {m['loss']} at step {s}")
     return rows
-
-
-#: The parameter subtree of BPP's factor conditioning (``bppjax.models.bpp.FactorFiLM``).
-FACTOR_FILM = "factor_film"
 
 
 def _warm_start(state: TrainState, init_from: str | Path, model_cfg: ml_collections.ConfigDict) -> TrainState:
