@@ -16,8 +16,9 @@ be shared: compare the ratios, not the absolute seconds):
   the cache the first run filled, ``--mode auto`` (the evaluation protocol,
   the command's former default), the default with bfloat16 compute, and
   (``stride72_cold_cache``, not run unless named in ``--runs``) the default
-  with ``--stride 72``: as many tiles as the first ``fast`` setting. Output
-  px/s and its ratio to ``forward_px_per_s``.
+  with ``--stride 72``: as many tiles as the first ``fast`` setting, and
+  (``streams1_cold_cache``, likewise) the default with ``--streams 1``, one
+  network call in flight at a time. Output px/s and its ratio to ``forward_px_per_s``.
 - ``breakdown``: the default's stages in this process, one after the other:
   start-up (a child importing the command), model load, decode, bicubic
   pre-upscale (whole image, and by the bands the command streams), compile,
@@ -75,7 +76,8 @@ def run_command(args: Sequence[str], cache: Path) -> dict:
     return {"wall_s": round(wall, 2), "stderr_first_line": proc.stderr.splitlines()[0] if proc.stderr else ""}
 
 
-E2E_RUNS = ("default_cold_cache", "default_warm_cache", "auto_cold_cache", "default_bfloat16_cold_cache", "stride72_cold_cache")
+E2E_RUNS = ("default_cold_cache", "default_warm_cache", "auto_cold_cache", "default_bfloat16_cold_cache", "stride72_cold_cache",
+            "streams1_cold_cache")
 
 
 def end_to_end(photo: Path, out: Path, forward_px_per_s: float, which: Sequence[str] = E2E_RUNS) -> dict:
@@ -84,13 +86,16 @@ def end_to_end(photo: Path, out: Path, forward_px_per_s: float, which: Sequence[
     w, h = Image.open(photo).size
     out_px = 4 * w * h
     runs = {}
-    with tempfile.TemporaryDirectory() as c1, tempfile.TemporaryDirectory() as c2, tempfile.TemporaryDirectory() as c3:
+    with tempfile.TemporaryDirectory() as c1, tempfile.TemporaryDirectory() as c2, tempfile.TemporaryDirectory() as c3, \
+            tempfile.TemporaryDirectory() as c4:
         base = [str(photo), "--scale", "2", "--out"]
         commands = {"default_cold_cache": ([*base, str(out / "a")], c1), "default_warm_cache": ([*base, str(out / "b")], c1),
                     "auto_cold_cache": ([*base, str(out / "c"), "--mode", "auto"], c2),
                     "default_bfloat16_cold_cache": ([*base, str(out / "d"), "--config.model.dtype=bfloat16"], c3),
                     # the default with --stride 72: the tile count (and so the speed) of the first fast setting (stride 72, flush)
-                    "stride72_cold_cache": ([*base, str(out / "e"), "--stride", "72"], c3)}
+                    "stride72_cold_cache": ([*base, str(out / "e"), "--stride", "72"], c3),
+                    # the default with one network call in flight at a time (before --streams)
+                    "streams1_cold_cache": ([*base, str(out / "f"), "--streams", "1"], c4)}
         for name in which:
             runs[name] = run_command(commands[name][0], Path(commands[name][1]))
     for r in runs.values():

@@ -53,6 +53,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--stride", type=int, help="px between tile origins (in fast mode with instance norm: at most, tiles spread evenly)")
     p.add_argument("--margin", type=int, help="px dropped at tile edges inside the image")
     p.add_argument("--batch", type=int, help="tiles per network call")
+    p.add_argument("--streams", type=int, help="network calls in flight at once (default: one per CPU core)")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
     p.add_argument("--ext", help="output format suffix (default: the input's)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality of the outputs, 1-100 (default 95)")
@@ -85,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit status: 0 all written, 1 some inputs failed, 2 bad arguments, checkpoint or config."""
     try:
         args, overrides = parse_args(argv)
-        check_options(quality=args.quality, scale=args.scale, tile=args.tile, stride=args.stride, batch=args.batch)
+        check_options(quality=args.quality, scale=args.scale, tile=args.tile, stride=args.stride, batch=args.batch,
+                      streams=args.streams)
     except ValueError as e:
         return usage_error(e)
     files, problems = collect_inputs(args.inputs)
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {path}: {msg}", file=sys.stderr)
     try:
         run = prepare_files(files, args.out, overrides=overrides, log=lambda s: print(s, file=sys.stderr), **{
-            k: getattr(args, k) for k in ("checkpoint", "which", "scale", "mode", "tile", "stride", "margin", "batch",
+            k: getattr(args, k) for k in ("checkpoint", "which", "scale", "mode", "tile", "stride", "margin", "batch", "streams",
                                           "self_ensemble", "max_memory_gb", "ext", "suffix", "overwrite")})
     except (FileNotFoundError, ValueError) as e:
         return usage_error(e)

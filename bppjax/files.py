@@ -285,12 +285,12 @@ def _write_one(item: _Read, out: np.ndarray, factor: float | None, depth: int | 
 
 
 def check_options(*, quality: int = 95, scale: float | None = None, tile: int | None = None, stride: int | None = None,
-                  batch: int | None = None) -> None:
+                  batch: int | None = None, streams: int | None = None) -> None:
     """ValueError, naming the command-line flag, for a JPEG/WebP quality outside 1-100, a tile,
-    stride or batch below 1, or a scale that is not a positive number."""
+    stride, batch or streams below 1, or a scale that is not a positive number."""
     if not 1 <= quality <= 100:
         raise ValueError(f"--quality must be between 1 and 100; got {quality}")
-    for name, v in (("tile", tile), ("stride", stride), ("batch", batch)):
+    for name, v in (("tile", tile), ("stride", stride), ("batch", batch), ("streams", streams)):
         if v is not None and v < 1:
             raise ValueError(f"--{name} must be >= 1; got {v}")
     if scale is not None and not (np.isfinite(scale) and scale > 0):
@@ -311,7 +311,7 @@ class FileRun:
         """One line: the network, its checkpoint and step, the scale and the tiling."""
         s = self.spec
         stride = f"at most {s.stride}, spread evenly" if s.spread else f"{s.stride}"
-        tiles = "whole image" if s.tile is None else f"tile {s.tile}, stride {stride}, margin {s.margin}"
+        tiles = "whole image" if s.tile is None else f"tile {s.tile}, stride {stride}, margin {s.margin}, {s.streams} in flight"
         return (f"{self.loaded.config.model.get('arch', 'bpp')} from {self.checkpoint} (step {self.loaded.step}); "
                 f"scale {self.options['scale'] or 1:g}; {self.options['mode']} tiling: {tiles}")
 
@@ -341,7 +341,7 @@ def prepare_files(
     ``scale`` is used (``zoo.model_for_scale``, scale 2 by default) and ``log``
     says which. ``scale`` defaults to the training scale of the checkpoint's
     config, ``overrides`` are ``KEY=VALUE`` strings for that config, and
-    ``options`` are ``enhance``'s (mode, tile, stride, margin, batch,
+    ``options`` are ``enhance``'s (mode, tile, stride, margin, batch, streams,
     self_ensemble, max_memory_gb; ``patch`` defaults to the config's).
 
     Raises:
@@ -361,7 +361,8 @@ def prepare_files(
     patch = loaded.config.get("data", {}).get("patch") if hasattr(loaded.config, "get") else None
     options = {"mode": tiling.ENHANCE_MODE, "patch": int(patch) if patch else None, **options,
                "scale": scale if scale is not None else training_scale(loaded.config)}
-    spec = tiling.resolve_spec(loaded.model, options["mode"], **{k: options.get(k) for k in ("tile", "stride", "margin", "batch", "patch")})
+    spec = tiling.resolve_spec(loaded.model, options["mode"],
+                               **{k: options.get(k) for k in ("tile", "stride", "margin", "batch", "patch", "streams")})
     if spec.tile is not None:  # a tile/stride the model cannot take fails here, not at the first image
         big = 4 * spec.tile
         tiling.plan_tiles(big, big, spec, int(getattr(loaded.model, "multiple", 1)))

@@ -211,6 +211,7 @@ def enhance(
     margin: int | None = None,
     batch: int | None = None,
     patch: int | None = None,
+    streams: int | None = None,
     self_ensemble: bool = False,
     progress: Any = None,
     max_memory_gb: float | None = None,
@@ -225,8 +226,9 @@ def enhance(
         integer dtype as the training data were) to ``ceil(scale * size)`` before
         the network. None or 1: no resize. A model that takes the
         low-resolution image enlarges by its own factor (``scale`` must be it or None).
-      mode, tile, stride, margin, batch, patch: tiling (``bppjax.tiling.resolve_spec``);
-        ``patch`` is the training patch side the modes lay their tiles by.
+      mode, tile, stride, margin, batch, patch, streams: tiling (``bppjax.tiling.resolve_spec``);
+        ``patch`` is the training patch side the modes lay their tiles by,
+        ``streams`` the network calls in flight at once (default: one per core).
       self_ensemble: average over the 8 flips/rotations (8x the time).
       progress: tqdm-like bar advanced per tile.
       max_memory_gb: refuse (ValueError, before allocating) an output needing
@@ -236,7 +238,7 @@ def enhance(
       float32 in [0, 1], (H', W') or (H', W', C) with the input's channel count.
     """
     model = at_factor(model, scale)  # a model conditioned on the SR factor is told it
-    spec = tiling.resolve_spec(model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=patch)
+    spec = tiling.resolve_spec(model, mode, tile=tile, stride=stride, margin=margin, batch=batch, patch=patch, streams=streams)
     prepared = network_input(image, model, scale=scale, max_memory_gb=max_memory_gb, stream=not self_ensemble)
     return restore(prepared, model, params, spec, self_ensemble=self_ensemble, progress=progress)
 

@@ -125,6 +125,7 @@ def test_cli_reports_a_tile_too_small_for_the_model(workdir, images, tmp_path, c
         (["--quality", "0"], "error: --quality must be between 1 and 100; got 0"),
         (["--tile", "0"], "error: --tile must be >= 1; got 0"),
         (["--batch", "-2"], "error: --batch must be >= 1; got -2"),
+        (["--streams", "0"], "error: --streams must be >= 1; got 0"),
         (["--scale", "nan"], "error: --scale must be a positive number; got nan"),
         (["--scale", "-1"], "error: --scale must be a positive number; got -1.0"),
     ],
@@ -148,9 +149,9 @@ def test_prepare_files_checks_everything_before_reading_an_image(workdir, tmp_pa
     assert [j.target for j in run.jobs] == [tmp_path / "out" / "a.png"]
     assert run.options["scale"] == 2.0 and run.options["patch"] == 32  # from the workdir's config
     assert run.spec.spread  # the workdir's model has instance norm: fast spreads its tiles evenly
-    assert run.describe() == f"bpp from {workdir} (step 0); scale 2; fast tiling: tile 16, stride at most 8, spread evenly, margin {run.spec.margin}"
+    assert run.describe() == f"bpp from {workdir} (step 0); scale 2; fast tiling: tile 16, stride at most 8, spread evenly, margin {run.spec.margin}, {run.spec.streams} in flight"
     auto = prepare_files(files, tmp_path / "out", checkpoint=str(workdir), mode="auto", log=pytest.fail)
-    assert not auto.spec.spread and auto.describe().endswith("auto tiling: tile 32, stride 16, margin 0")
+    assert not auto.spec.spread and auto.describe().endswith(f"auto tiling: tile 32, stride 16, margin 0, {auto.spec.streams} in flight")
     with pytest.raises(ValueError, match="tile=8"):
         prepare_files(files, tmp_path / "out", checkpoint=str(workdir), tile=8)
     logged = []

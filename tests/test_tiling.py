@@ -238,3 +238,44 @@ def test_fast_mode_of_the_zoo_models_is_stride_68_spread_plain_hamming():
     # a 3200x2400 output: 47 x 35 tiles, 1.97 network pixels per output pixel (auto: 3,234 tiles, 3.88)
     assert tile_count(2400, 3200, spec, multiple=4) == 47 * 35
     assert tile_count(2400, 3200, resolve_spec(loaded.model, "auto", patch=loaded.patch), multiple=4) == 3234
+
+
+def test_streams_keep_calls_in_flight_and_do_not_change_the_output():
+    """``streams`` network calls run at once on their own threads; tiles are blended in order, so the output is the same."""
+    import threading
+    import time
+
+    model = build_model(preset("tiny"))  # with instance norm: every tile's output is its own
+    params = random_params(model)
+    img = np.random.default_rng(1).random((70, 90, 3), dtype=np.float32)
+    base = resolve_spec(model, "fast", patch=32, streams=1)
+    one = tiled_inference(model, params, img, "fast", patch=32, streams=1)
+    for streams in (2, 3):
+        assert np.array_equal(tiled_inference(model, params, img, "fast", patch=32, streams=streams), one)
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def slow_identity(tiles):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return tiles
+
+    for streams in (1, 2):
+        most[0] = 0
+        out = tiled_apply(slow_identity, img, TileSpec(base.tile, base.stride, streams=streams, batch=1), multiple=4)
+        np.testing.assert_allclose(out, img, atol=1e-6)
+        assert most[0] == streams
+
+
+def test_streams_default_to_the_cores_and_must_be_positive():
+    from bppjax.tiling import default_streams
+
+    model = build_model(preset("tiny"))
+    assert resolve_spec(model, "auto", patch=32).streams == default_streams() >= 1
+    assert resolve_spec(model, "whole").tile is None
+    with pytest.raises(ValueError, match="streams=0"):
+        resolve_spec(model, "fast", patch=32, streams=0)
