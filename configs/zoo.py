@@ -14,6 +14,7 @@ Commands (one at a time on a quiet 2-core machine; each resumes if interrupted):
     python -m bppjax.train --config configs/zoo.py:x4 --workdir ../runs/zoo_x4
     python -m bppjax.train --config configs/zoo.py:multift --workdir ../runs/zoo_multift --checkpoint bpp-sr-x2
     python -m bppjax.train --config configs/zoo.py:multic --workdir ../runs/zoo_multic --checkpoint bpp-sr-x2
+    python -m bppjax.train --config configs/zoo.py:multic2 --workdir ../runs/zoo_multic2 --checkpoint ../runs/zoo_multic
 
 then ``python -m bppjax.zoo export ../runs/zoo_x2 bpp-sr-x2`` (and likewise)
 to write the weights and model card into ``bppjax/zoo/``. Wall times and
@@ -50,12 +51,12 @@ from bppjax.training.config import ConfigError, base_config, tiny_variant
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # training images beside the repo
 
 SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x3ft2": (3,), "x3w": (3,), "x4": (4,), "multi": (2, 3, 4),
-          "multift": (2, 3, 4), "multic": (2, 3, 4)}
+          "multift": (2, 3, 4), "multic": (2, 3, 4), "multic2": (2, 3, 4)}
 STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x3ft2": 2_000, "x3w": 6_000, "x4": 5_000, "multi": 3_000,
-         "multift": 8_000, "multic": 8_000}
-PEAK_LR = {"x3ft": 5e-4, "x3ft2": 2.5e-4, "x3w": 5e-4, "multift": 5e-4, "multic": 5e-4}
+         "multift": 8_000, "multic": 8_000, "multic2": 4_000}
+PEAK_LR = {"x3ft": 5e-4, "x3ft2": 2.5e-4, "x3w": 5e-4, "multift": 5e-4, "multic": 5e-4, "multic2": 2.5e-4}
 #: Variants whose BPP is told the SR factor of each patch (``model.factor_conditioning``).
-CONDITIONED = ("multic",)
+CONDITIONED = ("multic", "multic2")
 
 
 def get_config(variant: str = "x2"):
