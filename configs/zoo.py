@@ -11,6 +11,7 @@ Commands (one at a time on a quiet 2-core machine; each resumes if interrupted):
     python -m bppjax.train --config configs/zoo.py:x3ft --workdir ../runs/zoo_x3ft --checkpoint ../runs/zoo_x3
     python -m bppjax.train --config configs/zoo.py:x3ft2 --workdir ../runs/zoo_x3ft2 --checkpoint ../runs/zoo_x3ft
     python -m bppjax.train --config configs/zoo.py:x3w --workdir ../runs/zoo_x3w --checkpoint bpp-sr-x2
+    python -m bppjax.train --config configs/zoo.py:x3l2 --workdir ../runs/zoo_x3l2 --checkpoint ../runs/zoo_x3w
     python -m bppjax.train --config configs/zoo.py:x4 --workdir ../runs/zoo_x4
     python -m bppjax.train --config configs/zoo.py:multift --workdir ../runs/zoo_multift --checkpoint bpp-sr-x2
     python -m bppjax.train --config configs/zoo.py:multic --workdir ../runs/zoo_multic --checkpoint bpp-sr-x2
@@ -50,13 +51,15 @@ from bppjax.training.config import ConfigError, base_config, tiny_variant
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # training images beside the repo
 
-SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x3ft2": (3,), "x3w": (3,), "x4": (4,), "multi": (2, 3, 4),
+SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x3ft2": (3,), "x3w": (3,), "x3l2": (3,), "x4": (4,), "multi": (2, 3, 4),
           "multift": (2, 3, 4), "multic": (2, 3, 4), "multic2": (2, 3, 4)}
-STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x3ft2": 2_000, "x3w": 6_000, "x4": 5_000, "multi": 3_000,
+STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x3ft2": 2_000, "x3w": 6_000, "x3l2": 3_000, "x4": 5_000, "multi": 3_000,
          "multift": 8_000, "multic": 8_000, "multic2": 4_000}
-PEAK_LR = {"x3ft": 5e-4, "x3ft2": 2.5e-4, "x3w": 5e-4, "multift": 5e-4, "multic": 5e-4, "multic2": 2.5e-4}
+PEAK_LR = {"x3ft": 5e-4, "x3ft2": 2.5e-4, "x3w": 5e-4, "x3l2": 1e-4, "multift": 5e-4, "multic": 5e-4, "multic2": 2.5e-4}
 #: Variants whose BPP is told the SR factor of each patch (``model.factor_conditioning``).
 CONDITIONED = ("multic", "multic2")
+#: Variants trained on the squared error (PSNR's own measure) rather than L1.
+LOSS = {"x3l2": "l2"}
 
 
 def get_config(variant: str = "x2"):
@@ -72,7 +75,7 @@ def get_config(variant: str = "x2"):
     c.data.val = source_config(source="embedded", names=embedded.VAL_NAMES)
     c.data.update(scales=SCALES[name], patch=96, batch=8, min_std=3 / 255)
     c.optim.update(lr=PEAK_LR.get(name, 1e-3), schedule="cosine", warmup_steps=100, final_lr=0.0)
-    c.train.update(steps=STEPS[name], log_every=50, val_every=1_000, ckpt_every=500, keep=20)
+    c.train.update(steps=STEPS[name], log_every=50, val_every=1_000, ckpt_every=500, keep=20, loss=LOSS.get(name, "l1"))
     c.eval.update(convention="Y_M", crop_border=-1)
     if "tiny" in tokens:
         tiny_variant(c)
