@@ -26,7 +26,10 @@ steps, wall time, seed and the evaluation table.
 Recipe: the ``medium`` preset (3 levels, 48/32/24 features, 4 flux blocks), 96x96
 target patches, batch 8, L1, Adam 1e-3 with 100 warm-up steps and a cosine
 decay to 0. ``multi`` draws every patch at a random factor in {2, 3, 4}.
-``bpp-sr-x3`` is trained in three stages: ``x3`` (4,000 steps), ``x3ft`` (4,000
+``bpp-sr-x3`` is ``bpp-sr-x2`` trained 6,000 more steps at x3 (``x3w``, peak
+rate 5e-4); ``x3l2`` (3,000 more on the squared error, 1e-4) was tried after it
+and not shipped (no gain on the validation photos). The former ``bpp-sr-x3``
+was trained in three stages: ``x3`` (4,000 steps), ``x3ft`` (4,000
 more from its weights, peak rate 5e-4, a fresh cosine), ``x3ft2`` (2,000 more,
 2.5e-4). ``bpp-sr-multi`` is ``bpp-sr-x2`` trained 8,000 more steps on the
 x2/x3/x4 mix (``multift``, 5e-4). ``multic`` is ``multift`` with the BPP
@@ -35,8 +38,8 @@ from ``bpp-sr-x2`` with the conditioning at zero); ``multi`` (3,000 steps from s
 first, weaker recipe (Set5 35.34 / 31.96 / 30.04 dB at x2 / x3 / x4 against
 36.39 / 32.43 / 30.47 for ``multift``).
 
-Wall times on the 2-core machine (``/usr/bin/time``): ``x2`` 60 min, ``x3`` 34
-min, ``x3ft`` 48 min, ``x3ft2`` 9 min, ``x4`` 37 min, ``multi`` 21 min,
+Wall times on the 2-core machine (``/usr/bin/time``): ``x2`` 60 min, ``x3w``
+35 min, ``x3l2`` 17 min, ``x3`` 34 min, ``x3ft`` 48 min, ``x3ft2`` 9 min, ``x4`` 37 min, ``multi`` 21 min,
 ``multift`` 38 min (the model cards give seconds per stage and the machine).
 
 Variant ``tiny`` (tests): 2 T91 images, tiny model, 6 steps, e.g. ``x2,tiny``.

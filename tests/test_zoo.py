@@ -35,6 +35,30 @@ def test_the_zoo_ships_models_with_cards():
         assert zoo.weights_path(name).stat().st_size <= 2.2e6
 
 
+def _strings(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_cards_describe_the_recipe_not_the_machine():
+    """No card holds an absolute path; ``portable`` writes one as a user beside the repository runs it."""
+    from bppjax.zoo.export import portable
+
+    for name in NAMES:
+        words = [w for s in _strings(zoo.card(name)) for w in s.split()]
+        assert not [w for w in words if w.startswith("/")], f"{name}: absolute paths in the model card"
+    config = {"data": {"train": {"dirs": ["/home/u/work/shared/data/T91", "/data/mine/BSDS200"]}, "patch": 96}}
+    assert portable(config) == {"data": {"train": {"dirs": ["../shared/data/T91", "<BSDS200 folder>"]}, "patch": 96}}
+    assert (portable("python -m bppjax.train --workdir /abs/runs/zoo_x3 --checkpoint bpp-sr-x2")
+            == "python -m bppjax.train --workdir <zoo_x3 folder> --checkpoint bpp-sr-x2")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_each_model_loads_and_its_checksum_matches(name):
     assert zoo.sha256(zoo.weights_path(name)) == zoo.card(name)["sha256"]

@@ -47,6 +47,31 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def portable(value: Any) -> Any:
+    """``value`` (a card's config, a command line) with the machine's absolute paths taken out.
+
+    A path inside a ``shared`` folder is written as a user beside the repository
+    runs it (``/x/y/shared/data/T91`` -> ``../shared/data/T91``); any other
+    absolute path as a placeholder naming its last part (``<T91 folder>``).
+    Dicts and lists are mapped; in a string every space-separated word is.
+    """
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    if " " in value:
+        return " ".join(portable(word) for word in value.split(" "))
+    if not os.path.isabs(value):
+        return value
+    parts = Path(value).parts
+    if "shared" in parts:
+        i = len(parts) - 1 - parts[::-1].index("shared")
+        return str(Path("..", *parts[i:]))
+    return f"<{Path(value).name} folder>"
+
+
 def _training_data(config: Any) -> list[str]:
     src = config.data.train
     if src.source == "folder":
@@ -92,7 +117,7 @@ def export_model(
         "training": {
             "data": _training_data(config),
             "validation": _training_data(type(config)({"data": {"train": config.data.val}})) if config.data.val.source else [],
-            "command": command,
+            "command": portable(command),
             "steps": int(loaded.step),
             "checkpoint": f"{which} (step {loaded.step})",
             "seed": int(config.train.seed),
@@ -102,14 +127,14 @@ def export_model(
         },
         "steps": int(loaded.step),
         "wall_seconds": float(wall_seconds),
-        "config": json.loads(json.dumps(config.to_dict(), default=list)),
+        "config": portable(json.loads(json.dumps(config.to_dict(), default=list))),
     }
     _atomic_write(folder / f"{name}{CARD_SUFFIX}", (json.dumps(card, indent=2) + "\n").encode())
     _cards.cache_clear()
 
     shipped = pretrained(name, folder=folder)
     results = evaluate(shipped.enhance, data_dirs, scales, convention="Y_M", progress=progress)
-    data_args = " ".join(str(d) for d in data_dirs)
+    data_args = " ".join(portable(str(d)) for d in data_dirs)
     card["evaluation"] = {
         "convention": "Y_M",
         "command": f"python -m bppjax.evaluate --checkpoint {name} --data {data_args} --scales {' '.join(map(str, scales))}",
@@ -121,4 +146,4 @@ def export_model(
     return card
 
 
-__all__ = ["SRCNN", "export_model"]
+__all__ = ["SRCNN", "export_model", "portable"]
