@@ -922,10 +922,16 @@ def _scale_note(e: dict[str, Any]) -> str:
     """What the budget allows the slower network, said next to the verdict."""
     if "resnet" not in e or e["resnet"]["steps"] >= 1000:
         return ""
-    return (f" At this budget the equal-size ResNet completes only {e['resnet']['steps']} steps (BPP "
+    note = (f" At this budget the equal-size ResNet completes only {e['resnet']['steps']} steps (BPP "
             f"{e['bpp']['steps'] if 'bpp' in e else '?'}): equal time mostly measures how much cheaper a BPP step is, and equal "
-            "steps how fast each network starts to learn. Whether the paper's claim holds for converged networks cannot be "
-            "told at this scale (`--budget-minutes` sets it).")
+            "steps how fast each network starts to learn (a curve that flattens as the cosine rate reaches zero says that the "
+            "schedule ended, not that the network converged).")
+    if "resnet_bpp_steps" in e and "bpp" in e:
+        r, b = e["resnet_bpp_steps"], e["bpp"]
+        return note + (f" The ResNet trained for BPP's {r['steps']} steps ({r['macs_per_pixel'] / b['macs_per_pixel']:.1f}x BPP's "
+                       "MACs per pixel) separates the architecture from the step cost: the bpp - resnet_bpp_steps row.")
+    return note + (" Whether the paper's claim holds at equal steps for networks that have learned needs the ResNet trained "
+                   "for BPP's step count (`--resnet-bpp-steps-seeds`).")
 
 
 def _ode_note(o: dict[str, Any]) -> str:

@@ -238,8 +238,9 @@ def quality(data: Sequence[str], settings: Sequence[str], models: Sequence[str] 
     rows = []
     for name in models:
         loaded = pretrained(name, overrides)
-        model, patch, trained = loaded.model, loaded.patch, [int(s) for s in loaded.config.data.scales]
+        patch, trained = loaded.patch, [int(s) for s in loaded.config.data.scales]
         for scale in (trained if len(trained) == 1 else [s for s in scales if s in trained]):
+            model = loaded.at_factor(scale).model  # a model conditioned on the factor is told it
             for dataset in data:
                 apply_fn = TileCache(make_apply_fn(model, loaded.params))  # per model, factor and set: bounded memory
                 if dataset == "embedded":

@@ -405,7 +405,7 @@ def export_model(
         raise ExportError(f"unsupported architecture {arch} for export; supported: {', '.join(EXPORTABLE)}")
     metadata = model_metadata(loaded, name, card)
     if conditioned_on_factor(loaded.model):
-        metadata["factor"] = float(scale)
+        metadata["factor"] = f"{float(scale):g}"  # metadata values are strings (ONNX metadata_props)
     metadata.update(format=format, layout="NCHW" if format == "onnx" else "NHWC",
                     shape=f"fixed {tile}x{tile}" if tile else "dynamic")
     fn = network_function(loaded.model, loaded.params)

@@ -31,16 +31,19 @@ rate 5e-4); ``x3l2`` (3,000 more on the squared error, 1e-4) was tried after it
 and not shipped (no gain on the validation photos). The former ``bpp-sr-x3``
 was trained in three stages: ``x3`` (4,000 steps), ``x3ft`` (4,000
 more from its weights, peak rate 5e-4, a fresh cosine), ``x3ft2`` (2,000 more,
-2.5e-4). ``bpp-sr-multi`` is ``bpp-sr-x2`` trained 8,000 more steps on the
-x2/x3/x4 mix (``multift``, 5e-4). ``multic`` is ``multift`` with the BPP
-conditioned on each patch's factor (``model.factor_conditioning``, warm-started
-from ``bpp-sr-x2`` with the conditioning at zero); ``multi`` (3,000 steps from scratch) was the
-first, weaker recipe (Set5 35.34 / 31.96 / 30.04 dB at x2 / x3 / x4 against
-36.39 / 32.43 / 30.47 for ``multift``).
+2.5e-4). ``bpp-sr-multi`` is ``multic2``: ``multic`` is ``bpp-sr-x2`` trained 8,000
+more steps on the x2/x3/x4 mix with the BPP conditioned on each patch's
+factor (``model.factor_conditioning``, the conditioning starting at zero; 5e-4),
+``multic2`` 4,000 more from it (2.5e-4). ``multift`` (the same as ``multic``
+without the conditioning) was the model shipped before it, and ``multi``
+(3,000 steps from scratch) the first, weaker recipe (Set5 35.34 / 31.96 /
+30.04 dB at x2 / x3 / x4 against 36.39 / 32.43 / 30.47 for ``multift`` and
+36.62 / 32.64 / 30.53 for ``multic2``).
 
 Wall times on the 2-core machine (``/usr/bin/time``): ``x2`` 60 min, ``x3w``
 35 min, ``x3l2`` 17 min, ``x3`` 34 min, ``x3ft`` 48 min, ``x3ft2`` 9 min, ``x4`` 37 min, ``multi`` 21 min,
-``multift`` 38 min (the model cards give seconds per stage and the machine).
+``multift`` 38 min, ``multic`` 47 min, ``multic2`` 31 min (the model cards give
+seconds per stage and the machine).
 
 Variant ``tiny`` (tests): 2 T91 images, tiny model, 6 steps, e.g. ``x2,tiny``.
 """

@@ -38,6 +38,7 @@ def test_report_from_made_up_runs(claims):
         _fake_run(claims, f"x2-bpp-time-s{seed}", "bpp", "equal_time", seed, 0.5)
         _fake_run(claims, f"x2-resnet-time-s{seed}", "resnet", "equal_time", seed, 0.0)
         _fake_run(claims, f"x2-edsr-time-s{seed}", "edsr", "equal_time", seed, 1.0, curve=((100, 30.0), (300, 30.1), (400, 30.3)))
+    _fake_run(claims, "x2-resnet-bppsteps-s0", "resnet", "equal_steps_bpp", 0, 0.3)  # the ResNet given BPP's steps
     raw = np.array([[0, 0, 0, 0], [1, 3, 1, 3], [2, 5, 2, 5]], float)
     claims.write_json(claims.budget_dir() / "update_norms-m.json", {"model": "m", "scale": 2, "dataset": "B100", "raw": raw.tolist(),
                                                                     "shape": {"levels": 3, "features": [4, 4, 4], "depth": 4}})
@@ -50,6 +51,7 @@ def test_report_from_made_up_runs(claims):
     assert all(abs(t[d]["diff_db"] - 0.5) < 0.1 and t[d]["p_seeds"] < 0.05 for d in claims.BENCHMARKS)
     assert all(abs(e["tests"]["equal_time_edsr"][d]["diff_db"] + 0.5) < 0.1 for d in claims.BENCHMARKS)
     assert "equal_steps" not in e["tests"]
+    assert all(abs(e["tests"]["equal_steps_bpp_count"][d]["diff_db"] - 0.2) < 0.1 for d in claims.BENCHMARKS)
     # curves: bpp gained 0.01 dB over the last quarter (flat), edsr 0.2 (still learning)
     assert e["bpp"]["flattened"] == [True] * 3 and e["edsr"]["flattened"] == [False] * 3
     un = s["update_norms"]["m"]
@@ -59,6 +61,8 @@ def test_report_from_made_up_runs(claims):
     doc = claims.DOC.read_text()
     assert "equal_time: **holds**: BPP better on all three sets" in doc
     assert "equal_time_edsr: **does not hold**: edsr better on all three sets" in doc
+    assert "The ResNet trained for BPP's 10 steps (1.0x BPP's MACs per pixel)" in doc  # the verdict points at its row
+    assert "cannot be told at this scale" not in doc
     assert doc.index("## Budget: 20 minutes") < doc.index("## Budget: 2 minutes")
     assert written["budget_minutes"] == 20 and set(written["budgets"]) == {"2"}
     assert written["budgets"]["2"]["bpp_vs_resnet"]["x2"]["resnet"]["seeds"] == [0] and "edsr" not in written["budgets"]["2"]["bpp_vs_resnet"]["x2"]

@@ -22,6 +22,13 @@ if EXAMPLES.is_dir() and str(EXAMPLES) not in sys.path:
 ZOO = zoo.names()
 
 
+def _factor(name):
+    """The factor a zoo model is exported at: 3 for one conditioned on the SR factor (bpp-sr-multi), else none."""
+    from bppjax.models import conditioned_on_factor
+
+    return 3.0 if conditioned_on_factor(bppjax.pretrained(name).model) else None
+
+
 @pytest.mark.parametrize("size", [(8, 8), (9, 13), (15, 10), (4, 7)])
 def test_pad_to_multiple_matches_the_model_padding(size):
     x = jnp.asarray(np.random.default_rng(0).random((2, *size, 3), dtype=np.float32))
@@ -44,8 +51,10 @@ def test_platform_free_keeps_the_output_and_drops_platform_choices():
 @pytest.mark.parametrize("name", ZOO)
 def test_stablehlo_export_of_every_zoo_model_matches_jax(name, tmp_path):
     out = tmp_path / f"{name}.stablehlo"
-    result = ex.export_model(name, "stablehlo", out)  # checked against model.apply on odd and even sizes
+    factor = _factor(name)
+    result = ex.export_model(name, "stablehlo", out, scale=factor)  # checked against model.apply on odd and even sizes
     assert result.max_abs_diff <= ex.STABLEHLO_TOLERANCE
+    assert result.metadata.get("factor") == (f"{factor:g}" if factor else None)  # a conditioned model says its factor
     assert any(s[1] % 2 and s[2] % 2 for s in result.checked_shapes) and len({s[1:3] for s in result.checked_shapes}) == 3
     card = json.loads(result.sidecar.read_text())
     assert card["weights_sha256"] == zoo.card(name)["sha256"] == zoo.sha256(zoo.weights_path(name))
@@ -89,10 +98,11 @@ def test_onnx_export_of_every_zoo_model_matches_jax_in_onnxruntime(name, tmp_pat
     pytest.importorskip("jax2onnx", reason="jax2onnx is not installed (pip install 'bppjax[dev]')")
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'bppjax[dev]')")
     out = tmp_path / f"{name}.onnx"
-    result = ex.export_model(name, "onnx", out)
+    factor = _factor(name)
+    result = ex.export_model(name, "onnx", out, scale=factor)
     assert result.max_abs_diff <= ex.ONNX_TOLERANCE
     run = ex.onnx_runner(out)
-    m = bppjax.pretrained(name)
+    m = bppjax.pretrained(name).at_factor(factor or 2)
     x = np.random.default_rng(3).random((2, 27, 31, 3), dtype=np.float32)  # a size the export's check did not use
     got = run(x)
     assert got.shape == x.shape

@@ -67,7 +67,7 @@ def test_each_model_loads_and_its_checksum_matches(name):
     assert sum(int(np.size(a)) for a in jax.tree.leaves(m.params)) == zoo.card(name)["params"]
     same = load_model(name)  # every --checkpoint goes through load_model
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), m.params, same.params))
-    y = np.asarray(m.apply(np.full((1, 16, 16, 3), 0.5, np.float32)))
+    y = np.asarray(m.at_factor(2).apply(np.full((1, 16, 16, 3), 0.5, np.float32)))  # a conditioned model is told its factor
     assert y.shape == (1, 16, 16, 3) and np.isfinite(y).all()
 
 
@@ -77,7 +77,7 @@ def test_each_model_reproduces_its_cards_set5_scores(name, shared_data):
     c = zoo.card(name)
     m = bppjax.pretrained(name)
     expected = c["evaluation"]["results"]["Set5"]
-    got = evaluate(m.enhance, [shared_data / "Set5"], [int(s) for s in expected], progress=False)["Set5"]
+    got = evaluate(m, [shared_data / "Set5"], [int(s) for s in expected], progress=False)["Set5"]  # m: told each factor
     for s, r in expected.items():
         assert got[int(s)]["psnr"] == pytest.approx(r["psnr"], abs=0.01), f"{name} x{s}"
 

@@ -133,7 +133,8 @@ def export_model(
     _cards.cache_clear()
 
     shipped = pretrained(name, folder=folder)
-    results = evaluate(shipped.enhance, data_dirs, scales, convention="Y_M", progress=progress)
+    # the LoadedModel itself, so that evaluate tells a factor-conditioned model each factor it scores
+    results = evaluate(shipped, data_dirs, scales, convention="Y_M", progress=progress)
     data_args = " ".join(portable(str(d)) for d in data_dirs)
     card["evaluation"] = {
         "convention": "Y_M",
