@@ -82,6 +82,16 @@ def test_each_model_reproduces_its_cards_set5_scores(name, shared_data):
         assert got[int(s)]["psnr"] == pytest.approx(r["psnr"], abs=0.01), f"{name} x{s}"
 
 
+def test_the_multi_factor_model_is_within_0_3_db_of_each_per_factor_model():
+    """The cards' tables (each reproduced on Set5 above): bpp-sr-multi gives up at most 0.3 dB on any set and factor."""
+    if zoo.MULTI_SCALE_MODEL not in NAMES:
+        pytest.skip("no multi-factor model shipped")
+    multi = zoo.card(zoo.MULTI_SCALE_MODEL)["evaluation"]["results"]
+    gaps = {(s, d): r[str(s)]["psnr"] - multi[d][str(s)]["psnr"]
+            for s, name in PER_FACTOR.items() if name in NAMES for d, r in zoo.card(name)["evaluation"]["results"].items()}
+    assert len(gaps) == 9 and all(g <= 0.30 for g in gaps.values()), gaps
+
+
 def test_pretrained_without_a_name_lists_the_cards():
     listed = bppjax.pretrained()
     assert set(listed) == set(NAMES)
