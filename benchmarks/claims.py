@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -239,6 +240,18 @@ def validation_curve_facts(points: Sequence[tuple[int, float]]) -> dict[str, Any
     return out
 
 
+def machine() -> str:
+    """What a run trained on: the accelerator's kind, or the CPU's model and core count."""
+    import jax
+
+    from bppjax.benchmark import cpu_features
+
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        return f"{device.device_kind} (jax {jax.__version__})"
+    return f"{os.cpu_count()} CPU cores, {cpu_features()['model_name'] or 'unknown CPU'}"
+
+
 def train_run(name: str, config, runs: Path, what: dict[str, Any], init_from: str | None = None) -> Path:
     """Train (or resume) one run in ``runs/name``; returns its workdir."""
     import bppjax
@@ -247,7 +260,7 @@ def train_run(name: str, config, runs: Path, what: dict[str, Any], init_from: st
     say(f"train {name}: {config.train.steps} steps")
     result = bppjax.train_and_evaluate(config, workdir, init_from=init_from)
     what.update(train_seconds=result.seconds, seconds_per_step=seconds_per_step(workdir), steps=int(result.step),
-                **validation_curve(workdir))
+                machine=machine(), **validation_curve(workdir))
     return workdir
 
 
@@ -823,7 +836,8 @@ def _document(s: dict[str, Any], figures: dict[str, str], minutes: float) -> str
         "global skip), both of BPP's parameter count; for the equal-MACs setting a ResNet of BPP's MACs per pixel and a BPP "
         "(features scaled up) of the ResNet's. Equal time is set through step counts: each network's seconds per step, "
         "calibrated once through the same training loop (`calibration.json`), times its steps makes the budget; the s/step "
-        "column is what each run then measured, under whatever load the machine had, and the GFLOP/s column shows that "
+        "column is what each run then measured, under whatever load the machine had and on whichever 2-core machine it "
+        "ran (`machine` in a run's file, where recorded), and the GFLOP/s column shows that "
         f"each network ran at a reasonable speed for its shape. *flat*: seeds whose validation curve gained less than "
         f"{FLAT_DB} dB over the last quarter of the run (largest such gain in brackets).\n")
     for scale, e in s["bpp_vs_resnet"].items():
@@ -840,7 +854,7 @@ def _document(s: dict[str, Any], figures: dict[str, str], minutes: float) -> str
         add("|---|---|---|---|")
         for label, rows in e["tests"].items():
             add(f"| {label_of(label)} | " + " | ".join(f"{rows[d]['diff_db']:+.2f} ({_p(rows[d])})" for d in BENCHMARKS) + " |")
-        add(f"\n**Verdict ({scale})**: {_verdict_rows(e['tests'])}.{_scale_note(e)}\n")
+        add(f"\n**Verdict ({scale})**: {_verdict_rows(e['tests'])}.{_scale_note(e, s['bpp_vs_resnet'])}\n")
     for key, alt in (("bpp_vs_resnet", "BPP vs baselines"), ("val_curves", "validation curves")):
         if key in figures:
             add(f"![{alt}]({figures[key]})\n")
@@ -918,8 +932,8 @@ def _document(s: dict[str, Any], figures: dict[str, str], minutes: float) -> str
     return "\n".join(L) + "\n"
 
 
-def _scale_note(e: dict[str, Any]) -> str:
-    """What the budget allows the slower network, said next to the verdict."""
+def _scale_note(e: dict[str, Any], factors: dict[str, dict[str, Any]] | None = None) -> str:
+    """What the budget allows the slower network, said next to the verdict (``factors``: every factor's entry)."""
     if "resnet" not in e or e["resnet"]["steps"] >= 1000:
         return ""
     note = (f" At this budget the equal-size ResNet completes only {e['resnet']['steps']} steps (BPP "
@@ -930,6 +944,10 @@ def _scale_note(e: dict[str, Any]) -> str:
         r, b = e["resnet_bpp_steps"], e["bpp"]
         return note + (f" The ResNet trained for BPP's {r['steps']} steps ({r['macs_per_pixel'] / b['macs_per_pixel']:.1f}x BPP's "
                        "MACs per pixel) separates the architecture from the step cost: the bpp - resnet_bpp_steps row.")
+    elsewhere = [k for k, v in (factors or {}).items() if "resnet_bpp_steps" in v]
+    if elsewhere:
+        return note + (f" The ResNet trained for BPP's step count was run at {', '.join(elsewhere)} only: see the "
+                       "bpp - resnet_bpp_steps row there.")
     return note + (" Whether the paper's claim holds at equal steps for networks that have learned needs the ResNet trained "
                    "for BPP's step count (`--resnet-bpp-steps-seeds`).")
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ def test_report_from_made_up_runs(claims):
         _fake_run(claims, f"x2-resnet-time-s{seed}", "resnet", "equal_time", seed, 0.0)
         _fake_run(claims, f"x2-edsr-time-s{seed}", "edsr", "equal_time", seed, 1.0, curve=((100, 30.0), (300, 30.1), (400, 30.3)))
     _fake_run(claims, "x2-resnet-bppsteps-s0", "resnet", "equal_steps_bpp", 0, 0.3)  # the ResNet given BPP's steps
+    _fake_run(claims, "x4-bpp-time-s0", "bpp", "equal_time", 0, 0.5, scale=4)  # x4 has no ResNet at BPP's steps
+    _fake_run(claims, "x4-resnet-time-s0", "resnet", "equal_time", 0, 0.0, scale=4)
     raw = np.array([[0, 0, 0, 0], [1, 3, 1, 3], [2, 5, 2, 5]], float)
     claims.write_json(claims.budget_dir() / "update_norms-m.json", {"model": "m", "scale": 2, "dataset": "B100", "raw": raw.tolist(),
                                                                     "shape": {"levels": 3, "features": [4, 4, 4], "depth": 4}})
@@ -63,6 +66,8 @@ def test_report_from_made_up_runs(claims):
     assert "equal_time_edsr: **does not hold**: edsr better on all three sets" in doc
     assert "The ResNet trained for BPP's 10 steps (1.0x BPP's MACs per pixel)" in doc  # the verdict points at its row
     assert "cannot be told at this scale" not in doc
+    x4 = doc[doc.index("#### SR x4"):doc.index("## Budget: 2 minutes")]
+    assert "The ResNet trained for BPP's step count was run at x2 only" in x4 and "--resnet-bpp-steps-seeds" not in x4
     assert doc.index("## Budget: 20 minutes") < doc.index("## Budget: 2 minutes")
     assert written["budget_minutes"] == 20 and set(written["budgets"]) == {"2"}
     assert written["budgets"]["2"]["bpp_vs_resnet"]["x2"]["resnet"]["seeds"] == [0] and "edsr" not in written["budgets"]["2"]["bpp_vs_resnet"]["x2"]
@@ -73,6 +78,16 @@ def test_report_from_made_up_runs(claims):
 def test_profile_facts_unimodal(claims):
     f = claims._profile_facts(np.array([[0, 0, 0, 0], [1, 2, 3, 4], [1, 2, 3, 4.0]]))
     assert not f["bimodal"] and f["peaks"] == [3]
+
+
+def test_machine_names_what_trained(claims):
+    import jax
+
+    m = claims.machine()
+    if jax.devices()[0].platform == "cpu":
+        assert m.startswith(f"{os.cpu_count()} CPU cores, ") and len(m) > len("1 CPU cores, ")
+    else:
+        assert jax.devices()[0].device_kind in m
 
 
 @pytest.mark.slow
@@ -113,6 +128,7 @@ def test_tiny_study_end_to_end(claims, tmp_path, monkeypatch):
                                "equal_macs_resnet_cost"}
     assert len(e["bpp"]["val_curve"][0]) >= 2 and e["bpp"]["flattened"][0] in (True, False)
     assert all(len(e[k]["psnr"]["Set5"]) == 1 for k in ("bpp", "resnet", "resnet_equal_macs", "bpp_equal_macs"))
+    assert json.loads(claims.run_file("x2-bpp-time-s0").read_text())["machine"] == claims.machine()
     assert -1 <= s["raindrop"]["r_vs_rain_correlation"] <= 1 and s["raindrop"]["reconstruction_error"] < 1e-4
     assert set(s["ode_vs_discrete"]) >= {"discrete", "ode", "solvers"}
     assert s["ode_vs_discrete"]["solvers"][0]["solve"].startswith("causal_euler")
