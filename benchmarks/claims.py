@@ -787,10 +787,17 @@ def _verdict_rows(tests: dict[str, Any]) -> str:
         sig_img = all(r.get("p_images", 1.0) < 0.05 for r in rows.values())
         seeds = min(r["seeds"] for r in rows.values())
         how = " (significant over seeds)" if sig else " (significant over images, not over seeds)"
+        other = label_of(label).split(" - ")[1].split(" ")[0]
+        where = [d for d, r in rows.items() if min(r.get("p_seeds", 1.0), r.get("p_images", 1.0)) < 0.05]
+        partly = f" (significant on {', '.join(where) or 'none of them'} only; {seeds} seed(s))"
         if all(x > 0 for x in signs) and (sig or sig_img):
             v = "**holds**: BPP better on all three sets" + how
         elif all(x < 0 for x in signs) and (sig or sig_img):
-            v = f"**does not hold**: {label_of(label).split(' - ')[1].split(' ')[0]} better on all three sets" + how
+            v = f"**does not hold**: {other} better on all three sets" + how
+        elif all(x < 0 for x in signs) and where:  # BPP behind everywhere: the claim fails whatever the significance
+            v = f"**does not hold**: {other} better on all three sets" + partly
+        elif all(x > 0 for x in signs) and where:
+            v = "**cannot tell**: BPP better on all three sets" + partly
         elif seeds >= 3:
             v = "**does not hold**: no consistent, significant difference over 3 seeds"
         else:
@@ -813,7 +820,11 @@ def _header() -> str:
         "evaluation tiling of `LoadedModel.enhance`. Training: T91 + BSDS200, 96 px patches, batch 8, L1, Adam 1e-3 with a "
         "cosine decay, validation only on the embedded photos, last checkpoint scored. Timings are on this project's 2-core CPU. "
         "One section per training budget, longest first: the long budgets ask whether a claim holds for networks that "
-        "have learned (each run's validation curve says whether it had flattened), the 2-minute one which network learns faster.\n")
+        "have learned (each run's validation curve says whether it had flattened), the 2-minute one which network learns faster. "
+        "A comparison's verdict: **holds** where BPP is better on all three sets and significantly so on all of them (p < "
+        "0.05, paired t-test over seeds, or over seed x image pairs); **does not hold** where the other network is better on "
+        "all three sets and significantly on at least one, or where 3 or more seeds show no consistent, significant "
+        "difference; **cannot tell** otherwise.\n")
     return "\n".join(L) + "\n"
 
 

@@ -75,6 +75,18 @@ def test_report_from_made_up_runs(claims):
     assert (claims.FIGURES / "20min" / "val_curves.png").stat().st_size > 1000
 
 
+def test_verdict_of_a_consistent_sign_significant_on_some_sets(claims):
+    def rows(diff, p):
+        return {d: {"diff_db": diff, "seeds": 1, "images": 10, "p_images": q} for d, q in zip(claims.BENCHMARKS, p)}
+
+    behind = claims._verdict_rows({"equal_steps_bpp_count": rows(-0.1, (0.02, 0.2, 1e-9))})
+    assert "**does not hold**: resnet_bpp_steps better on all three sets (significant on Set5, B100 only; 1 seed(s))" in behind
+    ahead = claims._verdict_rows({"equal_steps_bpp_count": rows(0.1, (0.02, 0.2, 1e-9))})
+    assert "**cannot tell**: BPP better on all three sets (significant on Set5, B100 only" in ahead
+    assert "**cannot tell**: no consistent" in claims._verdict_rows({"equal_steps_bpp_count": rows(0.1, (0.2, 0.3, 0.4))})
+    assert "**holds**" in claims._verdict_rows({"equal_steps_bpp_count": rows(0.1, (0.01, 0.01, 0.01))})
+
+
 def test_profile_facts_unimodal(claims):
     f = claims._profile_facts(np.array([[0, 0, 0, 0], [1, 2, 3, 4], [1, 2, 3, 4.0]]))
     assert not f["bimodal"] and f["peaks"] == [3]
