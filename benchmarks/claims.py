@@ -720,7 +720,7 @@ def _plots(s: dict[str, Any]) -> dict[str, str]:
         fig = Figure(figsize=(5 * len(cmp_), 4))
         for k, (scale, entry) in enumerate(cmp_.items()):
             ax = fig.add_subplot(1, len(cmp_), k + 1)
-            names = [n for n in ("bpp", "resnet", "bpp_equal_steps", "resnet_equal_macs", "bpp_equal_macs") if n in entry]
+            names = [n for n, _, _ in GROUPS if n in entry]
             width = 0.8 / len(names)
             for i, n in enumerate(names):
                 means = [np.mean(entry[n]["psnr"][d]) for d in BENCHMARKS]
