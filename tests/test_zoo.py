@@ -16,6 +16,7 @@ import bppjax
 from bppjax import zoo
 from bppjax.workdir import load_model
 from bppjax.evaluation import evaluate
+from bppjax.data.embedded import load_embedded
 from bppjax.image.io import read_image, write_image
 from bppjax.training.config import ConfigError, default_config
 from bppjax.training.loop import train_and_evaluate
@@ -186,3 +187,40 @@ def test_a_wheel_carries_the_weights_and_cards(tmp_path):
             card = json.loads(z.read(f"bppjax/zoo/{name}.json"))
             assert f"bppjax/zoo/{name}.msgpack" in files
             assert zoo.hashlib.sha256(z.read(f"bppjax/zoo/{name}.msgpack")).hexdigest() == card["sha256"]
+
+
+def _tiny_run(tmp_path):
+    c = default_config("tiny")  # x2 on embedded photos
+    c.train.update(steps=6, ckpt_every=6, val_every=0)
+    train_and_evaluate(c, tmp_path / "run")
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    for name, image in load_embedded(["chelsea"]):
+        write_image(bench / f"{name}.png", image[:64, :64])
+    return tmp_path / "run", bench
+
+
+def test_export_records_every_stage_of_the_recipe_and_their_summed_time(tmp_path, capsys):
+    from bppjax.zoo.__main__ import main as zoo_main
+    from bppjax.zoo.export import export_model
+
+    run, bench = _tiny_run(tmp_path)
+    stages = [{"config": "configs/zoo.py:x2", "steps": 8000, "wall_seconds": 2000.5, "machine": "2 CPU cores, X", "note": "root"},
+              {"config": "configs/zoo.py:x3w12k", "init_from": str(tmp_path / "zoo_x2r"), "steps": 6, "wall_seconds": 30.0}]
+    card = export_model(run, "staged", command="python -m bppjax.train ...", data_dirs=[bench], scales=[2], folder=tmp_path / "zoo",
+                        progress=False, stages=stages, choices="fixed before training")
+    t = card["training"]
+    assert card["wall_seconds"] == t["wall_seconds"] == 2030.5 and card["steps"] == t["steps"] == 8006
+    assert t["stages"][1]["init_from"] == "<zoo_x2r folder>" and t["choices"] == "fixed before training"
+    assert json.loads((tmp_path / "zoo" / "staged.json").read_text())["training"]["stages"] == t["stages"]
+    with pytest.raises(ValueError, match="not the sum"):
+        export_model(run, "staged", command="c", wall_seconds=100.0, data_dirs=[bench], folder=tmp_path / "zoo", stages=stages)
+    with pytest.raises(ValueError, match="checkpoint is at step 6"):
+        export_model(run, "staged", command="c", data_dirs=[bench], folder=tmp_path / "zoo", stages=stages[:1])
+    bad = tmp_path / "stages.json"
+    bad.write_text(json.dumps([{"config": "configs/zoo.py:x2", "steps": 8000}]))
+    args = ["export", str(run), "staged", "--command", "c", "--data", str(bench), "--stages", str(bad)]
+    assert zoo_main(args) == 2
+    assert f"{bad}: stage 1: missing wall_seconds" in capsys.readouterr().err
+    assert zoo_main(["export", str(run), "staged", "--command", "c", "--data", str(bench)]) == 2
+    assert "wall_seconds" in capsys.readouterr().err

@@ -4,6 +4,13 @@
 ``<name>.json`` (the model card) atomically into the zoo folder, then scores the
 *written* weights with ``bppjax.evaluation.evaluate`` on the benchmark folders
 given, so the card's table is the table of the file that ships.
+
+A model trained in several stages (a warm start from another run) is
+exported with its ``stages``: one record per training run, first to last,
+each with its ``config``, ``steps`` and measured ``wall_seconds`` (and, as
+known, ``init_from``, ``machine``, ``date``, ``note``); the card's wall time
+is then their sum, the cost of the whole recipe. ``choices`` says how the
+recipe and the checkpoint were chosen.
 """
 
 from __future__ import annotations
@@ -72,6 +79,32 @@ def portable(value: Any) -> Any:
     return f"<{Path(value).name} folder>"
 
 
+#: Keys every stage record must have, and the ones it may have.
+STAGE_KEYS = ("config", "steps", "wall_seconds")
+STAGE_OPTIONAL = ("init_from", "machine", "date", "note")
+
+
+def check_stages(stages: Any, source: str = "stages") -> list[dict[str, Any]]:
+    """``stages`` as a list of stage records; ValueError naming ``source``, the stage and the key that is wrong."""
+    if not isinstance(stages, (list, tuple)) or not stages:
+        raise ValueError(f"{source}: expected a non-empty list of stages, got {type(stages).__name__}")
+    out = []
+    for i, stage in enumerate(stages):
+        where = f"{source}: stage {i + 1}"
+        if not isinstance(stage, dict):
+            raise ValueError(f"{where}: expected an object with {', '.join(STAGE_KEYS)}, got {type(stage).__name__}")
+        missing = [k for k in STAGE_KEYS if k not in stage]
+        unknown = [k for k in stage if k not in STAGE_KEYS + STAGE_OPTIONAL]
+        if missing or unknown:
+            raise ValueError(f"{where}: " + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                                                       + ([f"unknown keys {', '.join(unknown)}"] if unknown else [])))
+        for key, kind in (("steps", int), ("wall_seconds", (int, float))):
+            if isinstance(stage[key], bool) or not isinstance(stage[key], kind) or stage[key] <= 0:
+                raise ValueError(f"{where}: {key} must be a positive number, got {stage[key]!r}")
+        out.append(portable(dict(stage)))
+    return out
+
+
 def _training_data(config: Any) -> list[str]:
     src = config.data.train
     if src.source == "folder":
@@ -86,19 +119,32 @@ def export_model(
     name: str,
     *,
     command: str,
-    wall_seconds: float,
+    wall_seconds: float | None = None,
     data_dirs: Sequence[str | Path],
     scales: Sequence[float] | None = None,
     description: str = "",
     which: str = "latest",
     folder: str | Path = ZOO_DIR,
     progress: bool = True,
+    stages: Sequence[dict[str, Any]] | None = None,
+    choices: str = "",
 ) -> dict[str, Any]:
     """Write the weights and model card of ``workdir``'s checkpoint as zoo model ``name``; returns the card.
 
     ``scales`` default to the training config's ``data.scales``; the card's
     evaluation is of the weights as written (loaded back through ``pretrained``).
+    ``wall_seconds`` is the measured training time; with ``stages`` it defaults
+    to their sum (and must equal it if given), and the card's ``steps`` count
+    every stage.
     """
+    if stages is not None:
+        stages = check_stages(stages)
+        total = round(sum(float(s["wall_seconds"]) for s in stages), 1)
+        if wall_seconds is not None and abs(float(wall_seconds) - total) > 1.0:
+            raise ValueError(f"wall_seconds {wall_seconds} is not the sum of the stages' wall_seconds ({total})")
+        wall_seconds = total
+    if wall_seconds is None:
+        raise ValueError("give the measured wall_seconds of the training, or its stages")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     loaded = load_model(workdir, which=which)
@@ -107,6 +153,10 @@ def export_model(
     _atomic_write(weights, serialization.msgpack_serialize(params))
     config = loaded.config
     scales = list(scales or config.data.scales)
+    machine = f"{os.cpu_count()} CPU cores, {_cpu_name()}"
+    steps = int(loaded.step) if stages is None else sum(int(s["steps"]) for s in stages)
+    if stages is not None and int(stages[-1]["steps"]) != int(loaded.step):
+        raise ValueError(f"the last stage has {stages[-1]['steps']} steps, {workdir}'s checkpoint is at step {loaded.step}")
     card: dict[str, Any] = {
         "name": name,
         "description": description,
@@ -118,14 +168,16 @@ def export_model(
             "data": _training_data(config),
             "validation": _training_data(type(config)({"data": {"train": config.data.val}})) if config.data.val.source else [],
             "command": portable(command),
-            "steps": int(loaded.step),
+            "steps": steps,
             "checkpoint": f"{which} (step {loaded.step})",
             "seed": int(config.train.seed),
             "wall_seconds": float(wall_seconds),
-            "machine": f"{os.cpu_count()} CPU cores, {_cpu_name()}",
+            "machine": machine,
             "date": datetime.date.today().isoformat(),
+            **({"stages": stages} if stages is not None else {}),
+            **({"choices": choices} if choices else {}),
         },
-        "steps": int(loaded.step),
+        "steps": steps,
         "wall_seconds": float(wall_seconds),
         "config": portable(json.loads(json.dumps(config.to_dict(), default=list))),
     }
@@ -147,4 +199,4 @@ def export_model(
     return card
 
 
-__all__ = ["SRCNN", "export_model", "portable"]
+__all__ = ["SRCNN", "STAGE_KEYS", "check_stages", "export_model", "portable"]
