@@ -18,7 +18,7 @@ Commands (one at a time on a quiet 2-core machine; each resumes if interrupted):
     python -m bppjax.train --config configs/zoo.py:multic2 --workdir ../runs/zoo_multic2 --checkpoint ../runs/zoo_multic
 
 The shipped ``bpp-sr-x3`` and ``bpp-sr-multi`` share a first stage, the x2
-recipe, and fit ~90 minutes each with it::
+recipe (89 and 96 minutes with it)::
 
     python -m bppjax.train --config configs/zoo.py:x2 --workdir ../runs/zoo_x2r
     python -m bppjax.train --config configs/zoo.py:x3w12k --workdir ../runs/zoo_x3w12k --checkpoint ../runs/zoo_x2r
@@ -40,17 +40,20 @@ trained 6,000 more steps at x3, 5e-4) was the model shipped before it;
 and not shipped (no gain on the validation photos). The first ``bpp-sr-x3``
 was trained in three stages: ``x3`` (4,000 steps), ``x3ft`` (4,000
 more from its weights, peak rate 5e-4, a fresh cosine), ``x3ft2`` (2,000 more,
-2.5e-4). ``bpp-sr-multi`` is ``multic2``: ``multic`` is ``bpp-sr-x2`` trained 8,000
+2.5e-4). ``bpp-sr-multi`` is ``multic12k``: the x2 recipe re-run, then 12,000 steps
+on the x2/x3/x4 mix from its weights with the BPP conditioned on each patch's
+factor (the conditioning starting at zero; 5e-4). Before it, ``multic2``:
+``multic`` is ``bpp-sr-x2`` trained 8,000
 more steps on the x2/x3/x4 mix with the BPP conditioned on each patch's
-factor (``model.factor_conditioning``, the conditioning starting at zero; 5e-4),
-``multic2`` 4,000 more from it (2.5e-4). ``multift`` (the same as ``multic``
-without the conditioning) was the model shipped before it, and ``multi``
+factor (``model.factor_conditioning``; 5e-4), ``multic2`` 4,000 more from it
+(2.5e-4). ``multift`` (the same as ``multic`` without the conditioning) was
+shipped before those, and ``multi``
 (3,000 steps from scratch) the first, weaker recipe (Set5 35.34 / 31.96 /
 30.04 dB at x2 / x3 / x4 against 36.39 / 32.43 / 30.47 for ``multift`` and
 36.62 / 32.64 / 30.53 for ``multic2``).
 
 Wall times on a 2-core Intel Xeon (``/usr/bin/time``): ``x2`` 35 min, ``x3w12k``
-54 min. On a 2-core AMD EPYC: ``x2`` 60 min, ``x3w``
+54 min, ``multic12k`` 61 min. On a 2-core AMD EPYC: ``x2`` 60 min, ``x3w``
 35 min, ``x3l2`` 17 min, ``x3`` 34 min, ``x3ft`` 48 min, ``x3ft2`` 9 min, ``x4`` 37 min, ``multi`` 21 min,
 ``multift`` 38 min, ``multic`` 47 min, ``multic2`` 31 min (the model cards give
 seconds per stage and the machine).

@@ -93,6 +93,17 @@ def test_the_multi_factor_model_is_within_0_3_db_of_each_per_factor_model():
     assert len(gaps) == 9 and all(g <= 0.30 for g in gaps.values()), gaps
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_each_card_keeps_every_stage_of_its_recipe_and_their_summed_time(name):
+    t = zoo.card(name)["training"]
+    stages = t.get("stages") or [{"config": t["command"], "steps": t["steps"], "wall_seconds": t["wall_seconds"], "machine": t["machine"]}]
+    assert sum(st["wall_seconds"] for st in stages) == pytest.approx(t["wall_seconds"], abs=1.0)
+    assert sum(st["steps"] for st in stages) == t["steps"] == zoo.card(name)["steps"]
+    assert all(st.get("machine") for st in stages), f"{name}: a stage without the machine it was timed on"
+    for st in stages[1:]:  # every later stage names the run it starts from
+        assert st.get("init_from"), f"{name}: stage {st['config']} does not say what it starts from"
+
+
 def test_pretrained_without_a_name_lists_the_cards():
     listed = bppjax.pretrained()
     assert set(listed) == set(NAMES)
