@@ -72,13 +72,14 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # trainin
 
 SCALES = {"x2": (2,), "x3": (3,), "x3ft": (3,), "x3ft2": (3,), "x3w": (3,), "x3l2": (3,), "x4": (4,), "multi": (2, 3, 4),
           "multift": (2, 3, 4), "multic": (2, 3, 4), "multic2": (2, 3, 4),
-          "x3w12k": (3,), "multic12k": (2, 3, 4)}
+          "x3w12k": (3,), "multic12k": (2, 3, 4), "x3w12kh": (3,), "multic10k5": (2, 3, 4)}
 STEPS = {"x2": 8_000, "x3": 4_000, "x3ft": 4_000, "x3ft2": 2_000, "x3w": 6_000, "x3l2": 3_000, "x4": 5_000, "multi": 3_000,
-         "multift": 8_000, "multic": 8_000, "multic2": 4_000, "x3w12k": 12_000, "multic12k": 12_000}
+         "multift": 8_000, "multic": 8_000, "multic2": 4_000, "x3w12k": 12_000, "multic12k": 12_000,
+         "x3w12kh": 12_000, "multic10k5": 10_500}
 PEAK_LR = {"x3ft": 5e-4, "x3ft2": 2.5e-4, "x3w": 5e-4, "x3l2": 1e-4, "multift": 5e-4, "multic": 5e-4, "multic2": 2.5e-4,
-           "x3w12k": 5e-4, "multic12k": 5e-4}
+           "x3w12k": 5e-4, "multic12k": 5e-4, "x3w12kh": 1e-3, "multic10k5": 5e-4}
 #: Variants whose BPP is told the SR factor of each patch (``model.factor_conditioning``).
-CONDITIONED = ("multic", "multic2", "multic12k")
+CONDITIONED = ("multic", "multic2", "multic12k", "multic10k5")
 #: Variants trained on the squared error (PSNR's own measure) rather than L1.
 LOSS = {"x3l2": "l2"}
 
