@@ -16,13 +16,15 @@ Commands (one at a time on a quiet 2-core machine; each resumes if interrupted):
     python -m bppjax.train --config configs/zoo.py:multift --workdir ../runs/zoo_multift --checkpoint bpp-sr-x2
     python -m bppjax.train --config configs/zoo.py:multic --workdir ../runs/zoo_multic --checkpoint bpp-sr-x2
     python -m bppjax.train --config configs/zoo.py:multic2 --workdir ../runs/zoo_multic2 --checkpoint ../runs/zoo_multic
-
-The shipped ``bpp-sr-x3`` and ``bpp-sr-multi`` share a first stage, the x2
-recipe (89 and 96 minutes with it)::
-
-    python -m bppjax.train --config configs/zoo.py:x2 --workdir ../runs/zoo_x2r
     python -m bppjax.train --config configs/zoo.py:x3w12k --workdir ../runs/zoo_x3w12k --checkpoint ../runs/zoo_x2r
     python -m bppjax.train --config configs/zoo.py:multic12k --workdir ../runs/zoo_multic12k --checkpoint ../runs/zoo_x2r
+
+The shipped ``bpp-sr-x3`` and ``bpp-sr-multi`` share a first stage, the x2
+recipe (86 and 85 minutes with it)::
+
+    python -m bppjax.train --config configs/zoo.py:x2 --workdir ../runs/zoo_x2r
+    python -m bppjax.train --config configs/zoo.py:x3w12kh --workdir ../runs/zoo_x3w12kh --checkpoint ../runs/zoo_x2r
+    python -m bppjax.train --config configs/zoo.py:multic10k5 --workdir ../runs/zoo_multic10k5 --checkpoint ../runs/zoo_x2r
 
 then ``python -m bppjax.zoo export ../runs/zoo_x2 bpp-sr-x2`` (and likewise)
 to write the weights and model card into ``bppjax/zoo/``. Wall times and
@@ -33,16 +35,18 @@ steps, wall time, seed and the evaluation table.
 Recipe: the ``medium`` preset (3 levels, 48/32/24 features, 4 flux blocks), 96x96
 target patches, batch 8, L1, Adam 1e-3 with 100 warm-up steps and a cosine
 decay to 0. ``multi`` draws every patch at a random factor in {2, 3, 4}.
-``bpp-sr-x3`` is ``x3w12k``: the x2 recipe re-run (``../runs/zoo_x2r``), then
-12,000 steps at x3 from its weights (peak rate 5e-4). ``x3w`` (``bpp-sr-x2``
-trained 6,000 more steps at x3, 5e-4) was the model shipped before it;
+``bpp-sr-x3`` is ``x3w12kh``: the x2 recipe re-run (``../runs/zoo_x2r``), then
+12,000 steps at x3 from its weights at the x2 recipe's peak rate (1e-3).
+``x3w12k`` (the same at 5e-4) was the model shipped before it, and ``x3w``
+(``bpp-sr-x2`` trained 6,000 more steps at x3, 5e-4) before that;
 ``x3l2`` (3,000 more steps after ``x3w`` on the squared error, 1e-4) was tried
 and not shipped (no gain on the validation photos). The first ``bpp-sr-x3``
 was trained in three stages: ``x3`` (4,000 steps), ``x3ft`` (4,000
 more from its weights, peak rate 5e-4, a fresh cosine), ``x3ft2`` (2,000 more,
-2.5e-4). ``bpp-sr-multi`` is ``multic12k``: the x2 recipe re-run, then 12,000 steps
+2.5e-4). ``bpp-sr-multi`` is ``multic10k5``: the x2 recipe re-run, then 10,500 steps
 on the x2/x3/x4 mix from its weights with the BPP conditioned on each patch's
-factor (the conditioning starting at zero; 5e-4). Before it, ``multic2``:
+factor (the conditioning starting at zero; 5e-4). Before it, ``multic12k`` (the
+same with 12,000 steps, 96 minutes in all), and before that ``multic2``:
 ``multic`` is ``bpp-sr-x2`` trained 8,000
 more steps on the x2/x3/x4 mix with the BPP conditioned on each patch's
 factor (``model.factor_conditioning``; 5e-4), ``multic2`` 4,000 more from it
@@ -52,8 +56,8 @@ shipped before those, and ``multi``
 30.04 dB at x2 / x3 / x4 against 36.39 / 32.43 / 30.47 for ``multift`` and
 36.62 / 32.64 / 30.53 for ``multic2``).
 
-Wall times on a 2-core Intel Xeon (``/usr/bin/time``): ``x2`` 35 min, ``x3w12k``
-54 min, ``multic12k`` 61 min. On a 2-core AMD EPYC: ``x2`` 60 min, ``x3w``
+Wall times on a 2-core Intel Xeon (``/usr/bin/time``): ``x2`` 35 min, ``x3w12kh``
+51 min, ``x3w12k`` 54 min, ``multic10k5`` 50 min, ``multic12k`` 61 min. On a 2-core AMD EPYC: ``x2`` 60 min, ``x3w``
 35 min, ``x3l2`` 17 min, ``x3`` 34 min, ``x3ft`` 48 min, ``x3ft2`` 9 min, ``x4`` 37 min, ``multi`` 21 min,
 ``multift`` 38 min, ``multic`` 47 min, ``multic2`` 31 min (the model cards give
 seconds per stage and the machine).

@@ -301,7 +301,7 @@ def test_every_config_and_variant_loads_and_validates():
     specs = ["default.py", "default.py:tiny", "t91.py", "t91.py:tiny", "raindrop.py", "raindrop.py:tiny",
              "dehaze.py", "dehaze.py:tiny", "dped.py", "dped.py:tiny", "hdr_sr.py", "hdr_sr.py:tiny"]
     specs += [f"sr.py:{v}" for v in ("x2", "x3", "x4", "x8", "multi", "x4,tfds", "multi,tfds", "x2,tiny", "multi,tiny")]
-    specs += [f"zoo.py:{v}" for v in ("x2", "x3", "x3ft", "x3ft2", "x4", "multi", "multift", "x3w12k", "multic12k", "x2,tiny", "multi,tiny")]
+    specs += [f"zoo.py:{v}" for v in ("x2", "x3", "x3ft", "x3ft2", "x4", "multi", "multift", "x3w12k", "multic12k", "x3w12kh", "multic10k5", "x2,tiny", "multi,tiny")]
     for spec in specs:
         c = load_config_file(str(CONFIGS / spec))
         validate_config(c, device_count=1, check_data=False)
@@ -326,3 +326,6 @@ def test_every_config_and_variant_loads_and_validates():
     x3w12k, multic12k = (load_config_file(str(CONFIGS / f"zoo.py:{v}")) for v in ("x3w12k", "multic12k"))
     assert (x3w12k.data.scales, x3w12k.optim.lr, x3w12k.train.steps, x3w12k.model.factor_conditioning) == ((3,), 5e-4, 12_000, False)
     assert (multic12k.data.scales, multic12k.optim.lr, multic12k.train.steps, multic12k.model.factor_conditioning) == ((2, 3, 4), 5e-4, 12_000, True)
+    x3w12kh, multic10k5 = (load_config_file(str(CONFIGS / f"zoo.py:{v}")) for v in ("x3w12kh", "multic10k5"))
+    assert (x3w12kh.data.scales, x3w12kh.optim.lr, x3w12kh.train.steps, x3w12kh.model.factor_conditioning) == ((3,), 1e-3, 12_000, False)
+    assert (multic10k5.data.scales, multic10k5.optim.lr, multic10k5.train.steps, multic10k5.model.factor_conditioning) == ((2, 3, 4), 5e-4, 10_500, True)

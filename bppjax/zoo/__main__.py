@@ -4,7 +4,7 @@
     python -m bppjax.zoo export ../runs/zoo_x2 bpp-sr-x2 --wall-seconds 2400 \\
         --command "python -m bppjax.train --config configs/zoo.py:x2 --workdir ../runs/zoo_x2" \\
         --data ../shared/data/Set5 ../shared/data/Set14 ../shared/data/B100
-    python -m bppjax.zoo export ../runs/zoo_x3w12k bpp-sr-x3 --stages stages.json --choices "..." \
+    python -m bppjax.zoo export ../runs/zoo_x3w12kh bpp-sr-x3 --stages stages.json --choices "..." \
         --command "..." --data ...               # a recipe of several stages: their records, their summed time
 """
 
