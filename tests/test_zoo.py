@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -18,11 +19,14 @@ from bppjax.workdir import load_model
 from bppjax.evaluation import evaluate
 from bppjax.data.embedded import load_embedded
 from bppjax.image.io import read_image, write_image
+from bppjax.training import load_config_file
 from bppjax.training.config import ConfigError, default_config
 from bppjax.training.loop import train_and_evaluate
+from bppjax.zoo.export import SRCNN
 
 NAMES = zoo.names()
 PER_FACTOR = {2: "bpp-sr-x2", 3: "bpp-sr-x3", 4: "bpp-sr-x4"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_zoo_ships_models_with_cards():
@@ -95,8 +99,6 @@ def test_the_multi_factor_model_is_within_0_3_db_of_each_per_factor_model():
 
 def test_every_per_factor_model_passes_srcnn_by_a_tenth_of_a_db_on_every_set():
     """The cards' tables (Set5 reproduced above) against SRCNN's published row: a margin, not a tie."""
-    from bppjax.zoo.export import SRCNN
-
     margins = {(s, d): zoo.card(name)["evaluation"]["results"][d][str(s)]["psnr"] - srcnn
                for s, name in PER_FACTOR.items() if name in NAMES for d, srcnn in SRCNN[s].items()}
     assert len(margins) == 9 and all(m >= 0.10 for m in margins.values()), margins
@@ -125,16 +127,12 @@ def test_each_card_keeps_every_stage_of_its_recipe_and_their_summed_time(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_each_cards_last_stage_is_the_config_it_names(name):
     """The recipe a card gives reruns what was shipped: its last stage's config file holds the card's optimiser, schedule, data and model."""
-    from pathlib import Path
-
-    from bppjax.training import load_config_file
-
     t, card = zoo.card(name)["training"], zoo.card(name)["config"]
     words = t["command"].split()
     stages = t.get("stages") or [{"config": words[words.index("--config") + 1], "steps": t["steps"]}]  # one run: its command
     for st in stages:  # every stage's config loads
-        load_config_file(str(Path(__file__).resolve().parents[1] / st["config"]))
-    c = load_config_file(str(Path(__file__).resolve().parents[1] / stages[-1]["config"])).to_dict()
+        load_config_file(str(REPO / st["config"]))
+    c = load_config_file(str(REPO / stages[-1]["config"])).to_dict()
     assert c["optim"] == card["optim"] and c["train"]["steps"] == card["train"]["steps"] == stages[-1]["steps"]
     for key in ("scales", "patch", "batch"):
         assert list(np.atleast_1d(c["data"][key])) == list(np.atleast_1d(card["data"][key])), key
