@@ -323,9 +323,8 @@ def test_every_config_and_variant_loads_and_validates():
     x3ft2, multift = (load_config_file(str(CONFIGS / f"zoo.py:{v}")) for v in ("x3ft2", "multift"))
     assert (x3ft2.data.scales, x3ft2.optim.lr, x3ft2.train.steps) == ((3,), 2.5e-4, 2_000)
     assert (multift.data.scales, multift.optim.lr, multift.train.steps) == ((2, 3, 4), 5e-4, 8_000)
-    x3w12k, multic12k = (load_config_file(str(CONFIGS / f"zoo.py:{v}")) for v in ("x3w12k", "multic12k"))
-    assert (x3w12k.data.scales, x3w12k.optim.lr, x3w12k.train.steps, x3w12k.model.factor_conditioning) == ((3,), 5e-4, 12_000, False)
-    assert (multic12k.data.scales, multic12k.optim.lr, multic12k.train.steps, multic12k.model.factor_conditioning) == ((2, 3, 4), 5e-4, 12_000, True)
-    x3w12kh, multic10k5 = (load_config_file(str(CONFIGS / f"zoo.py:{v}")) for v in ("x3w12kh", "multic10k5"))
-    assert (x3w12kh.data.scales, x3w12kh.optim.lr, x3w12kh.train.steps, x3w12kh.model.factor_conditioning) == ((3,), 1e-3, 12_000, False)
-    assert (multic10k5.data.scales, multic10k5.optim.lr, multic10k5.train.steps, multic10k5.model.factor_conditioning) == ((2, 3, 4), 5e-4, 10_500, True)
+    staged = {"x3w12k": ((3,), 5e-4, 12_000, False), "multic12k": ((2, 3, 4), 5e-4, 12_000, True),
+              "x3w12kh": ((3,), 1e-3, 12_000, False), "multic10k5": ((2, 3, 4), 5e-4, 10_500, True)}
+    for v, expected in staged.items():  # scales, peak rate, steps, factor conditioning
+        c = load_config_file(str(CONFIGS / f"zoo.py:{v}"))
+        assert (c.data.scales, c.optim.lr, c.train.steps, c.model.factor_conditioning) == expected, v
